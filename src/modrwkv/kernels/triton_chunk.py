@@ -1,0 +1,321 @@
+"""WKV-7 in Triton: a fused chunked forward and backward, wrapped in an autograd function.
+
+Math (see chunked.py for the derivation). Per (sequence, head), in a chunk of BT tokens that starts from state S
+([K, V], fp32), with g_t = sum_{s<=t} w_s the inclusive cumulative log decay inside the chunk and g_C its last value:
+
+    a_s = a e^{g_{t-1}}    r_s = r e^{g_t}    b_i = b e^{-g_t}    k_i = k e^{-g_t}                    # [BT, K]
+    A_ab = tril_strict(a_s b_i^T)   A_ak = tril_strict(a_s k_i^T)   A_rb = tril(r_s b_i^T)   A_rk = tril(r_s k_i^T)
+    u    = (I - A_ab)^{-1} (a_s S + A_ak V)                  # u_t = S_{t-1}^T a_t, the WY form   [BT, V]
+    o    = r_s S + A_rb u + A_rk V                                                                [BT, V]
+    S'   = e^{g_C} * (S + b_i^T u + k_i^T V)                 # the next chunk's start state     [K, V]
+
+The forward is ONE kernel per (sequence, head, V-block): it walks the chunks in order, keeps S in registers
+(fp32), reads each input once and writes o once, so it moves the memory floor's bytes. Everything that does not
+depend on S (the cumulative decay, the four [BT, BT] matrices, the triangular inverse) is recomputed per V-block,
+which is cheap next to the [BT, K] x [K, V] products.
+
+For the backward the forward also writes every chunk-start state (fp32, [NS, H, K, V] with NS = chunks + one final
+state per sequence). The backward is one kernel per (sequence, head) that walks the chunks in reverse, carrying
+dS (gradient w.r.t. the chunk's end state), recomputes the chunk's intra-chunk quantities and u from the stored
+state, and writes dr, dw, dk, dv, da, db; dS after the first chunk is the gradient of the initial state.
+Gradients of one chunk, with dO the output gradient and dS' the gradient of the chunk's end state:
+
+    du   = A_rb^T dO + b_e dS'             (b_e = b e^{g_C - g}, k_e = k e^{g_C - g})
+    dX   = (I - A_ab)^{-T} du
+    dA_ab = tril_strict(dX u^T)   dA_ak = tril_strict(dX V^T)   dA_rb = tril(dO u^T)   dA_rk = tril(dO V^T)
+    dV   = A_rk^T dO + A_ak^T dX + k_e dS'
+    d(r_s) = dO S^T + dA_rb b_i + dA_rk k_i          d(a_s) = dX S^T + dA_ab b_i + dA_ak k_i
+    d(b_i) = dA_ab^T a_s + dA_rb^T r_s + u (e^{g_C} dS')^T
+    d(k_i) = dA_ak^T a_s + dA_rk^T r_s + V (e^{g_C} dS')^T
+    dS   = e^{g_C} dS' + r_s^T dO + a_s^T dX                                  (to the previous chunk)
+    dr = d(r_s) e^{g}, da = d(a_s) e^{g_{t-1}}, db = d(b_i) e^{-g}, dk = d(k_i) e^{-g}
+    dg_t = d(r_s) r_s + d(a_s) a_s - d(b_i) b_i - d(k_i) k_i,   dg_C = rowsum(dS' * S')
+    dw_s = sum_{t>=s} dg_t + dg_C - d(a_s)_s a_s_s     (a_s uses g_{t-1} = g_t - w_t)
+
+Numerics: the chunk is 16 tokens and RWKV-7's log decay is >= -0.6065 per token, so e^{-g} <= e^{9.7} ~ 1.6e4:
+fp32 range is never at risk and every product above is a product of positives-scaled floats (no cancellation by
+construction). The [BT, BT] triangular inverse is computed as (I + N)(I + N^2)(I + N^4)(I + N^8) with N = A_ab
+(strictly lower, so N^16 = 0) in full fp32 ("ieee") dots; the big products use tf32 tensor cores on the GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+BT = 16  # chunk length: the triangular system is 16 x 16 (the smallest tl.dot tile)
+
+
+def _interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def _tri_inverse(A_ab, BT: tl.constexpr):
+    """(I - A)^{-1} for a strictly lower-triangular [BT, BT] A (BT = 16): the product (I+A)(I+A^2)(I+A^4)(I+A^8)."""
+    o_t = tl.arange(0, BT)
+    eye = (o_t[:, None] == o_t[None, :]).to(tl.float32)
+    n2 = tl.dot(A_ab, A_ab, input_precision="ieee")
+    n4 = tl.dot(n2, n2, input_precision="ieee")
+    n8 = tl.dot(n4, n4, input_precision="ieee")
+    p = eye + A_ab
+    p = p + tl.dot(p, n2, input_precision="ieee")
+    p = p + tl.dot(p, n4, input_precision="ieee")
+    p = p + tl.dot(p, n8, input_precision="ieee")
+    return p
+
+
+@triton.jit
+def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, K: tl.constexpr, BT: tl.constexpr, HK):
+    """Load one chunk of r, w, k, a, b ([BT, K]) and build the decay-scaled factors and intra-chunk matrices."""
+    o_k = tl.arange(0, K)
+    offs = o_t[:, None] * HK + o_k[None, :]
+    m = m_t[:, None]
+    r = tl.load(p_r + offs, mask=m, other=0).to(tl.float32)
+    w = tl.load(p_w + offs, mask=m, other=0).to(tl.float32)
+    k = tl.load(p_k + offs, mask=m, other=0).to(tl.float32)
+    a = tl.load(p_a + offs, mask=m, other=0).to(tl.float32)
+    b = tl.load(p_b + offs, mask=m, other=0).to(tl.float32)
+    g = tl.cumsum(w, axis=0)  # [BT, K] inclusive; padded rows have w = 0 (decay 1), so g_C = g of the last real row
+    g_last = tl.sum(w, axis=0)  # [K]
+    eg = tl.exp(g)
+    egp = tl.exp(g - w)
+    eng = tl.exp(-g)
+    egl_g = tl.exp(g_last[None, :] - g)  # e^{g_C - g_t} <= 1
+    a_s = a * egp
+    r_s = r * eg
+    b_i = b * eng
+    k_i = k * eng
+    strict = o_t[:, None] > o_t[None, :]
+    incl = o_t[:, None] >= o_t[None, :]
+    A_ab = tl.where(strict, tl.dot(a_s, tl.trans(b_i)), 0.0)
+    A_ak = tl.where(strict, tl.dot(a_s, tl.trans(k_i)), 0.0)
+    A_rb = tl.where(incl, tl.dot(r_s, tl.trans(b_i)), 0.0)
+    A_rk = tl.where(incl, tl.dot(r_s, tl.trans(k_i)), 0.0)
+    return w, a_s, r_s, b_i, k_i, b * egl_g, k * egl_g, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk
+
+
+@triton.jit(do_not_specialize=["T"])
+def _wkv7_fwd_kernel(
+    r, w, k, v, a, b, o, h0, ht, states, cu_seqlens, state_offsets, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE_STATES: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    """Grid (V // BV, N * H). Walks the chunks of one (sequence, head) in order with S [K, BV] in registers."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        T = (tl.load(cu_seqlens + i_n + 1).to(tl.int64) - bos).to(tl.int32)
+        s_off = tl.load(state_offsets + i_n).to(tl.int64)
+    else:
+        bos = (i_n * T).to(tl.int64)
+        s_off = (i_n * (tl.cdiv(T, BT) + 1)).to(tl.int64)
+    NT = tl.cdiv(T, BT)
+    o_t = tl.arange(0, BT)
+    o_k = tl.arange(0, K)
+    o_v = i_v * BV + tl.arange(0, BV)
+    s_ptrs = o_k[:, None] * V + o_v[None, :]  # [K, BV] inside one [K, V] state
+
+    S = tl.zeros([K, BV], dtype=tl.float32)
+    if USE_H0:
+        S += tl.load(h0 + i_nh.to(tl.int64) * K * V + s_ptrs)
+    for i_t in range(0, NT):
+        if SAVE_STATES:
+            tl.store(states + ((s_off + i_t) * H + i_h) * K * V + s_ptrs, S)
+        t0 = i_t * BT
+        m_t = (t0 + o_t) < T
+        base = (bos + t0) * H * K + i_h * K
+        _, a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
+            r + base, w + base, k + base, a + base, b + base, m_t, o_t, K, BT, H * K)
+        vbase = (bos + t0) * H * V + i_h * V
+        v_offs = o_t[:, None] * H * V + o_v[None, :]
+        vv = tl.load(v + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, BV]
+        Linv = _tri_inverse(A_ab, BT)
+        X = tl.dot(a_s, S) + tl.dot(A_ak, vv)  # [BT, BV]
+        u = tl.dot(Linv, X, input_precision="ieee")
+        out = tl.dot(r_s, S) + tl.dot(A_rb, u) + tl.dot(A_rk, vv)
+        tl.store(o + vbase + v_offs, out.to(o.dtype.element_ty), mask=m_t[:, None])
+        S = S * tl.exp(g_last)[:, None] + tl.dot(tl.trans(b_e), u) + tl.dot(tl.trans(k_e), vv)
+    if SAVE_STATES:
+        tl.store(states + ((s_off + NT) * H + i_h) * K * V + s_ptrs, S)
+    if STORE_HT:
+        tl.store(ht + i_nh.to(tl.int64) * K * V + s_ptrs, S)
+
+
+@triton.jit(do_not_specialize=["T"])
+def _wkv7_bwd_kernel(
+    r, w, k, v, a, b, do, dht, states, dr, dw, dk, dv, da, db, dh0, cu_seqlens, state_offsets, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    """Grid (N * H,). Walks the chunks of one (sequence, head) in reverse with dS [K, V] in registers."""
+    i_nh = tl.program_id(0)
+    i_n, i_h = i_nh // H, i_nh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        T = (tl.load(cu_seqlens + i_n + 1).to(tl.int64) - bos).to(tl.int32)
+        s_off = tl.load(state_offsets + i_n).to(tl.int64)
+    else:
+        bos = (i_n * T).to(tl.int64)
+        s_off = (i_n * (tl.cdiv(T, BT) + 1)).to(tl.int64)
+    NT = tl.cdiv(T, BT)
+    o_t = tl.arange(0, BT)
+    o_k = tl.arange(0, K)
+    o_v = tl.arange(0, V)
+    s_ptrs = o_k[:, None] * V + o_v[None, :]
+    strict = o_t[:, None] > o_t[None, :]
+    incl = o_t[:, None] >= o_t[None, :]
+
+    dS = tl.zeros([K, V], dtype=tl.float32)
+    if USE_DHT:
+        dS += tl.load(dht + i_nh.to(tl.int64) * K * V + s_ptrs)
+    S_next = tl.load(states + ((s_off + NT) * H + i_h) * K * V + s_ptrs)  # the end state of the last chunk
+    for i_c in range(0, NT):
+        i_t = NT - 1 - i_c
+        S = tl.load(states + ((s_off + i_t) * H + i_h) * K * V + s_ptrs)  # [K, V] this chunk's start state
+        t0 = i_t * BT
+        m_t = (t0 + o_t) < T
+        base = (bos + t0) * H * K + i_h * K
+        wc, a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
+            r + base, w + base, k + base, a + base, b + base, m_t, o_t, K, BT, H * K)
+        vbase = (bos + t0) * H * V + i_h * V
+        v_offs = o_t[:, None] * H * V + o_v[None, :]
+        vv = tl.load(v + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
+        dO = tl.load(do + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
+        Linv = _tri_inverse(A_ab, BT)
+        u = tl.dot(Linv, tl.dot(a_s, S) + tl.dot(A_ak, vv), input_precision="ieee")  # [BT, V]
+
+        du = tl.dot(tl.trans(A_rb), dO) + tl.dot(b_e, dS)
+        dX = tl.dot(tl.trans(Linv), du, input_precision="ieee")
+        dA_ab = tl.where(strict, tl.dot(dX, tl.trans(u)), 0.0)
+        dA_ak = tl.where(strict, tl.dot(dX, tl.trans(vv)), 0.0)
+        dA_rb = tl.where(incl, tl.dot(dO, tl.trans(u)), 0.0)
+        dA_rk = tl.where(incl, tl.dot(dO, tl.trans(vv)), 0.0)
+        dvv = tl.dot(tl.trans(A_rk), dO) + tl.dot(tl.trans(A_ak), dX) + tl.dot(k_e, dS)
+        d_rs = tl.dot(dO, tl.trans(S)) + tl.dot(dA_rb, b_i) + tl.dot(dA_rk, k_i)
+        d_as = tl.dot(dX, tl.trans(S)) + tl.dot(dA_ab, b_i) + tl.dot(dA_ak, k_i)
+        egl = tl.exp(g_last)
+        dZ = dS * egl[:, None]  # gradient w.r.t. S + b_i^T u + k_i^T V
+        d_bi = tl.dot(tl.trans(dA_ab), a_s) + tl.dot(tl.trans(dA_rb), r_s) + tl.dot(u, tl.trans(dZ))
+        d_ki = tl.dot(tl.trans(dA_ak), a_s) + tl.dot(tl.trans(dA_rk), r_s) + tl.dot(vv, tl.trans(dZ))
+        dg_last = tl.sum(dS * S_next, axis=1)  # [K]
+        ga = d_as * a_s
+        dg = d_rs * r_s + ga - d_bi * b_i - d_ki * k_i
+        # reverse cumulative sum over the chunk: sum_{t >= s} dg_t
+        dwc = tl.sum(dg, axis=0)[None, :] - tl.cumsum(dg, axis=0) + dg + dg_last[None, :] - ga
+
+        offs = o_t[:, None] * H * K + o_k[None, :]
+        m = m_t[:, None]
+        tl.store(dr + base + offs, (d_rs * eg).to(dr.dtype.element_ty), mask=m)
+        tl.store(da + base + offs, (d_as * egp).to(da.dtype.element_ty), mask=m)
+        tl.store(db + base + offs, (d_bi * eng).to(db.dtype.element_ty), mask=m)
+        tl.store(dk + base + offs, (d_ki * eng).to(dk.dtype.element_ty), mask=m)
+        tl.store(dw + base + offs, dwc.to(dw.dtype.element_ty), mask=m)
+        tl.store(dv + vbase + v_offs, dvv.to(dv.dtype.element_ty), mask=m)
+
+        dS = dS * egl[:, None] + tl.dot(tl.trans(r_s), dO) + tl.dot(tl.trans(a_s), dX)
+        S_next = S
+    if STORE_DH0:
+        tl.store(dh0 + i_nh.to(tl.int64) * K * V + s_ptrs, dS)
+
+
+def _state_offsets(cu_seqlens: torch.Tensor | None, B: int, T: int) -> tuple[torch.Tensor | None, int]:
+    """Row of each sequence's first saved state in the [NS, H, K, V] buffer, and NS (chunks + 1 per sequence)."""
+    if cu_seqlens is None:
+        return None, B * (triton.cdiv(T, BT) + 1)
+    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
+    per_seq = (lengths + BT - 1) // BT + 1
+    offsets = torch.cumsum(per_seq, 0) - per_seq
+    return offsets.to(torch.int64), int(per_seq.sum())
+
+
+def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save_states):
+    B, T, H, K = r.shape
+    V = v.shape[-1]
+    N = B if cu_seqlens is None else cu_seqlens.numel() - 1
+    o = torch.empty_like(v, dtype=r.dtype)
+    ht = r.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
+    offsets, ns = _state_offsets(cu_seqlens, B, T)
+    states = r.new_empty(ns, H, K, V, dtype=torch.float32) if save_states else None
+    BV = 32 if V % 32 == 0 and not _interpret() else V
+    grid = (V // BV, N * H)
+    _wkv7_fwd_kernel[grid](
+        r, w, k, v, a, b, o, h0, ht, states, cu_seqlens, offsets, T,
+        H=H, K=K, V=V, BT=BT, BV=BV,
+        USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save_states, IS_VARLEN=cu_seqlens is not None,
+        num_warps=4,
+    )
+    return o, ht, states, offsets
+
+
+def _bwd(r, w, k, v, a, b, states, offsets, do, dht, need_dh0, cu_seqlens):
+    B, T, H, K = r.shape
+    V = v.shape[-1]
+    N = B if cu_seqlens is None else cu_seqlens.numel() - 1
+    dr, dw, dk, da, db = (torch.empty_like(x) for x in (r, w, k, a, b))
+    dv = torch.empty_like(v)
+    dh0 = r.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
+    _wkv7_bwd_kernel[(N * H,)](
+        r, w, k, v, a, b, do, dht, states, dr, dw, dk, dv, da, db, dh0, cu_seqlens, offsets, T,
+        H=H, K=K, V=V, BT=BT,
+        USE_DHT=dht is not None, STORE_DH0=need_dh0, IS_VARLEN=cu_seqlens is not None,
+        num_warps=8,
+    )
+    return dr, dw, dk, dv, da, db, dh0
+
+
+class WKV7TritonFunction(torch.autograd.Function):
+    """Autograd wrapper: the forward saves the chunk-start states (fp32) that the backward reads."""
+
+    @staticmethod
+    def forward(ctx, r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens):
+        save = torch.is_grad_enabled() and any(
+            x is not None and x.requires_grad for x in (r, w, k, v, a, b, initial_state))
+        # inside autograd.Function.forward grad mode is off; ctx.needs_input_grad tells what the backward needs
+        save = save or any(ctx.needs_input_grad[:7])
+        o, ht, states, offsets = _fwd(r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save)
+        if save:
+            ctx.save_for_backward(r, w, k, v, a, b, states, offsets, cu_seqlens)
+            ctx.has_h0 = initial_state is not None
+            ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        r, w, k, v, a, b, states, offsets, cu_seqlens = ctx.saved_tensors
+        dht = dht.contiguous().float() if dht is not None else None
+        dr, dw, dk, dv, da, db, dh0 = _bwd(r, w, k, v, a, b, states, offsets, do.contiguous(), dht,
+                                           ctx.has_h0, cu_seqlens)
+        if dh0 is not None:
+            dh0 = dh0.to(ctx.h0_dtype)
+        return dr, dw, dk, dv, da, db, dh0, None, None
+
+
+def wkv7_triton(
+    r: torch.Tensor, w: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    cu_seqlens: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """WKV-7 with the Triton kernels; same contract as ``reference.wkv7_naive`` (see dispatch.wkv7).
+
+    Inputs [B, T, H, K] in bf16, fp16 or fp32 (K = V, a power of two >= 16); ``initial_state`` [N, H, K, V]
+    (computed in fp32); ``cu_seqlens`` [N+1] with B == 1 for packed sequences of any lengths.
+    Returns (o [B, T, H, V] in r's dtype, final state [N, H, K, V] fp32 or None).
+    """
+    K, V = r.shape[-1], v.shape[-1]
+    if K != triton.next_power_of_2(K) or V != triton.next_power_of_2(V) or min(K, V) < 16:
+        raise ValueError(f"wkv7_triton: head sizes must be powers of two >= 16, got K={K}, V={V}")
+    r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
+    h0 = initial_state.contiguous() if initial_state is not None else None
+    h0_fp32 = h0.float() if h0 is not None and h0.dtype != torch.float32 else h0
+    if cu_seqlens is not None:
+        cu_seqlens = cu_seqlens.to(device=r.device, dtype=torch.int32).contiguous()
+    if h0_fp32 is not h0 and h0 is not None and h0.requires_grad:
+        # keep the autograd link to the caller's tensor: the cast is differentiable
+        h0_fp32 = h0.float()
+    return WKV7TritonFunction.apply(r, w, k, v, a, b, h0_fp32, output_final_state, cu_seqlens)

@@ -1,0 +1,100 @@
+"""Triton WKV-7 kernels vs the fp64 reference, run on the CPU through Triton's interpreter (TRITON_INTERPRET=1).
+
+Small sizes keep this under a minute on two cores. The same checks at real sizes on a GPU live in
+tests/gpu/test_wkv7_gpu.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # must be set before triton is imported
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+from modrwkv.kernels.reference import wkv7_naive, wkv7_step_torch  # noqa: E402
+from modrwkv.kernels.triton_chunk import wkv7_triton  # noqa: E402
+from modrwkv.kernels.triton_decode import wkv7_step_triton  # noqa: E402
+
+LOG_DECAY_MIN = -0.6065306597126334
+DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+
+
+def make_inputs(B, T, H, K, seed, dtype=torch.float32):
+    """Realistic RWKV-7 ranges: log decay in [-0.6065, 0), a = -kk, b = kk * a_ with kk unit-norm, a_ in (0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    r, k, v = (torch.randn(B, T, H, K, generator=g) for _ in range(3))
+    w = LOG_DECAY_MIN * torch.rand(B, T, H, K, generator=g).clamp_min(1e-4)
+    kk = torch.nn.functional.normalize(torch.randn(B, T, H, K, generator=g), dim=-1)
+    a_ = torch.rand(B, T, H, K, generator=g)
+    return [x.to(DEVICE, dtype) for x in (r, w, k, v, -kk, kk * a_)]
+
+
+def rel(x, ref):
+    return ((x.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30)).item()
+
+
+def run_both(xs, h0, cu_seqlens, seed):
+    """Forward + backward of the Triton kernel and of the fp64 reference with the same random cotangents."""
+    xs1 = [x.clone().requires_grad_() for x in xs]
+    h01 = h0.clone().requires_grad_() if h0 is not None else None
+    o, ht = wkv7_triton(*xs1, initial_state=h01, output_final_state=True, cu_seqlens=cu_seqlens)
+    g = torch.Generator().manual_seed(seed + 1)
+    do = torch.randn(o.shape, generator=g).to(o)
+    dht = torch.randn(ht.shape, generator=g).to(ht)
+    torch.autograd.backward([o, ht], [do, dht])
+
+    xs2 = [x.detach().double().cpu().requires_grad_() for x in xs]
+    h02 = h0.detach().double().cpu().requires_grad_() if h0 is not None else None
+    ro, rht = wkv7_naive(*xs2, initial_state=h02, output_final_state=True,
+                         cu_seqlens=cu_seqlens.cpu() if cu_seqlens is not None else None)
+    torch.autograd.backward([ro, rht], [do.double().cpu(), dht.double().cpu()])
+    errs = {"o": rel(o, ro), "ht": rel(ht, rht)}
+    errs.update({f"d{n}": rel(x1.grad, x2.grad) for n, x1, x2 in zip("rwkvab", xs1, xs2)})
+    if h0 is not None:
+        errs["dh0"] = rel(h01.grad, h02.grad)
+    return errs
+
+
+@pytest.mark.parametrize("B,T,H,K,use_h0", [(2, 37, 2, 16, True), (1, 16, 1, 32, False), (1, 50, 1, 16, False)])
+def test_dense_fp32(B, T, H, K, use_h0):
+    seed = int(torch.randint(0, 2**31 - 1, ()))  # fresh inputs every run; the seed is in the failure message
+    xs = make_inputs(B, T, H, K, seed)
+    h0 = torch.randn(B, H, K, K, generator=torch.Generator().manual_seed(seed + 2)).to(DEVICE) if use_h0 else None
+    errs = run_both(xs, h0, None, seed)
+    bad = {n: e for n, e in errs.items() if not e < 1e-4}
+    assert not bad, f"seed {seed}: {errs}"
+
+
+def test_varlen_fp32():
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    lengths = [5, 16, 0, 23, 1]  # not multiples of the chunk, an empty sequence, a single token
+    cu = torch.tensor([0] + lengths).cumsum(0).to(DEVICE, torch.int32)
+    xs = make_inputs(1, sum(lengths), 2, 16, seed)
+    h0 = torch.randn(len(lengths), 2, 16, 16, generator=torch.Generator().manual_seed(seed + 2)).to(DEVICE)
+    errs = run_both(xs, h0, cu, seed)
+    bad = {n: e for n, e in errs.items() if not e < 1e-4}
+    assert not bad, f"seed {seed}: {errs}"
+
+
+def test_bf16_no_state():
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    xs = make_inputs(1, 40, 2, 16, seed, dtype=torch.bfloat16)
+    o, ht = wkv7_triton(*xs)
+    assert ht is None and o.dtype == torch.bfloat16
+    ro, _ = wkv7_naive(*[x.double().cpu() for x in xs])
+    assert rel(o, ro) < 1e-2, f"seed {seed}"  # bf16 rounding of the output dominates
+
+
+@pytest.mark.parametrize("K", [16, 64])
+def test_decode_step(K):
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    xs = [x[:, 0] for x in make_inputs(3, 1, 2, K, seed)]  # [N, H, K]
+    state = torch.randn(3, 2, K, K, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
+    o, s = wkv7_step_triton(*xs, state)
+    ro, rs = wkv7_step_torch(*[x.double().cpu() for x in xs], state.double().cpu())
+    assert rel(o, ro) < 1e-5 and rel(s, rs) < 1e-5, f"seed {seed}"
+    assert s.dtype == torch.float32 and o.dtype == xs[0].dtype
