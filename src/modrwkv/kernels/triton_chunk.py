@@ -47,6 +47,7 @@ import triton
 import triton.language as tl
 
 BT = 16  # chunk length: the triangular system is 16 x 16 (the smallest tl.dot tile)
+LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
 
 def _interpret() -> bool:
@@ -243,7 +244,7 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save_states):
     states = r.new_empty(ns, H, K, V, dtype=torch.float32) if save_states else None
     BV = 32 if V % 32 == 0 and not _interpret() else V
     grid = (V // BV, N * H)
-    _wkv7_fwd_kernel[grid](
+    LAST_KERNELS["fwd"] = _wkv7_fwd_kernel[grid](
         r, w, k, v, a, b, o, h0, ht, states, cu_seqlens, offsets, T,
         H=H, K=K, V=V, BT=BT, BV=BV,
         USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save_states, IS_VARLEN=cu_seqlens is not None,
@@ -259,7 +260,7 @@ def _bwd(r, w, k, v, a, b, states, offsets, do, dht, need_dh0, cu_seqlens):
     dr, dw, dk, da, db = (torch.empty_like(x) for x in (r, w, k, a, b))
     dv = torch.empty_like(v)
     dh0 = r.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
-    _wkv7_bwd_kernel[(N * H,)](
+    LAST_KERNELS["bwd"] = _wkv7_bwd_kernel[(N * H,)](
         r, w, k, v, a, b, do, dht, states, dr, dw, dk, dv, da, db, dh0, cu_seqlens, offsets, T,
         H=H, K=K, V=V, BT=BT,
         USE_DHT=dht is not None, STORE_DH0=need_dh0, IS_VARLEN=cu_seqlens is not None,

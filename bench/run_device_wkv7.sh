@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# WKV-7 on the device machine: GPU tests, then the benchmark. Logs go to $OUT (or ./.device_out).
+#   run(command="bash bench/run_device_wkv7.sh", carry=[".whl/wkv7"])
+# Needs the fla wheel in .whl/wkv7 (python3 -m pip download --no-deps fla-core==0.6.0 -d .whl/wkv7) for fla's timings.
+set -o pipefail
+OUT=${OUT:-.device_out}
+mkdir -p "$OUT"
+if ls .whl/wkv7/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/wkv7/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  python3 -m pytest -q -m gpu -s tests/gpu/test_wkv7_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
+fi
+python3 bench/wkv7.py ${BENCH_ARGS:-} --out "$OUT/wkv7.json" 2>&1 | tee "$OUT/bench.log"
