@@ -3,7 +3,8 @@
 Our parameter names are BlinkDL's; the fla names are a renaming plus transposes and squeezes (RWKV7.md):
 
     emb.weight            <-> model.embeddings.weight          head.weight <-> lm_head.weight
-    ln_out.*              <-> model.norm.*                     blocks.i.ln0/ln1/ln2 <-> model.layers.i.pre_norm/attn_norm/ffn_norm
+    ln_out.*              <-> model.norm.*
+    blocks.i.ln0/ln1/ln2  <-> model.layers.i.pre_norm/attn_norm/ffn_norm
     att.receptance/key/value/output/ln_x <-> attn.r_proj/k_proj/v_proj/o_proj/g_norm
     att.X1 [C, D]         <-> attn.X_lora.lora.0.weight [D, C]   (X in w, a, v, g)
     att.X2 [D, C]         <-> attn.X_lora.lora.2.weight [C, D]

@@ -22,7 +22,10 @@ from .state import RWKV7State
 
 
 class RWKV7(nn.Module):
-    """RWKV-7 language model. ``wkv_backend`` picks the WKV-7 kernel ("auto": Triton on CUDA, chunked PyTorch on CPU)."""
+    """RWKV-7 language model.
+
+    ``wkv_backend`` picks the WKV-7 kernel ("auto": Triton on CUDA, chunked PyTorch on CPU).
+    """
 
     def __init__(self, config: RWKV7Config, wkv_backend: str = "auto", grad_checkpointing: bool = False):
         super().__init__()
@@ -67,7 +70,8 @@ class RWKV7(nn.Module):
                 raise ValueError(f"packed (cu_seqlens) input must have batch size 1, got {B}")
             lengths = cu_seqlens[1:] - cu_seqlens[:-1]
             if int(cu_seqlens[-1]) != T or bool((lengths <= 0).any()):
-                raise ValueError(f"cu_seqlens must end at T={T} and hold non-empty sequences; got {cu_seqlens.tolist()}")
+                raise ValueError(f"cu_seqlens must end at T={T} and hold non-empty sequences; "
+                                 f"got {cu_seqlens.tolist()}")
         if T == 0:
             raise ValueError("forward needs at least one token")
         n = B if cu_seqlens is None else cu_seqlens.numel() - 1

@@ -16,10 +16,11 @@ def _check(r, w, k, v, a, b, initial_state, cu_seqlens):
         raise ValueError(f"wkv7 expects [B, T, H, K] tensors; r has shape {tuple(r.shape)}")
     for name, x in (("w", w), ("k", k), ("a", a), ("b", b)):
         if x.shape != r.shape:
-            raise ValueError(f"wkv7: {name} has shape {tuple(x.shape)} but r has {tuple(r.shape)}; all of r, w, k, a, b "
-                             "must be [B, T, H, K]")
+            raise ValueError(f"wkv7: {name} has shape {tuple(x.shape)} but r has {tuple(r.shape)}; "
+                             "all of r, w, k, a, b must be [B, T, H, K]")
     if v.shape[:3] != r.shape[:3]:
-        raise ValueError(f"wkv7: v has shape {tuple(v.shape)}, expected [B, T, H, V] with B, T, H of r {tuple(r.shape)}")
+        raise ValueError(f"wkv7: v has shape {tuple(v.shape)}, expected [B, T, H, V] with the B, T, H "
+                         f"of r {tuple(r.shape)}")
     B, T, H, K = r.shape
     n = B
     if cu_seqlens is not None:
