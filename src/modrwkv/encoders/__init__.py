@@ -1,0 +1,22 @@
+"""Modality encoders (vision via open_clip, audio via whisper, time series via WaveNet) behind one interface."""
+
+from .audio import WhisperEncoder
+from .base import ModalityEncoder, WeightsNotFoundError, resolve_weight_file
+from .registry import ENCODERS, EncoderSpec, build_encoder, list_encoders
+from .series import WaveNetEncoder, normalize_series
+from .vision import OpenClipVisionEncoder, register_tiny_open_clip_configs
+
+__all__ = [
+    "ENCODERS",
+    "EncoderSpec",
+    "ModalityEncoder",
+    "OpenClipVisionEncoder",
+    "WaveNetEncoder",
+    "WeightsNotFoundError",
+    "WhisperEncoder",
+    "build_encoder",
+    "list_encoders",
+    "normalize_series",
+    "register_tiny_open_clip_configs",
+    "resolve_weight_file",
+]

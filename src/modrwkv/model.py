@@ -1,0 +1,206 @@
+"""ModRWKV: a (frozen) modality encoder -> adapter -> RWKV-7 language model.
+
+Training runs on packed rows (`cu_seqlens`, no padding) with the loss over assistant tokens only; the LM head is
+applied at the labelled positions alone (a 65536-way head over every position would dominate memory).
+Generation prefills the prompt in parallel, then decodes through the recurrent state, one `step` per token; a prefix
+state (after the modality tokens and an optional shared prompt) can be kept and answered from many times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modrwkv.data.chat import IGNORE_INDEX, PLACEHOLDER_ID, ChatTemplate
+from modrwkv.generation import decode, make_generator
+
+
+@dataclass
+class PrefixState:
+    """The RWKV-7 state after "\\x16User: " + modality tokens + a shared prompt prefix (one sequence)."""
+
+    state: object  # RWKV7State with one sequence
+    num_tokens: int  # prompt tokens already read
+    modality: str
+
+
+class ModRWKV(nn.Module):
+    """Encoder + adapter + RWKV-7 backbone.
+
+    Args:
+        encoder: a `modrwkv.encoders.ModalityEncoder`.
+        adapter: an adapter module, or a callable (in_dim, llm_dim) -> adapter (e.g. a Hydra partial of
+            `modrwkv.adapters.build_adapter`), so widths come from the encoder and backbone, never from config.
+        backbone: an `RWKV7`.
+        template: the ChatTemplate (default: World tokenizer, User / Assistant).
+    """
+
+    def __init__(self, encoder, adapter: nn.Module | Callable[[int, int], nn.Module], backbone,
+                 template: ChatTemplate | None = None):
+        super().__init__()
+        llm_dim = backbone.config.n_embd
+        if not isinstance(adapter, nn.Module):
+            adapter = adapter(encoder.out_dim, llm_dim)
+        if getattr(adapter, "in_dim", encoder.out_dim) != encoder.out_dim:
+            raise ValueError(f"adapter input width {adapter.in_dim} != encoder width {encoder.out_dim}")
+        if getattr(adapter, "out_dim", llm_dim) != llm_dim:
+            raise ValueError(f"adapter output width {adapter.out_dim} != backbone width {llm_dim}")
+        self.encoder = encoder
+        self.adapter = adapter
+        self.backbone = backbone
+        self.template = template if template is not None else ChatTemplate()
+
+    # -- freezing -------------------------------------------------------------------------------------------
+    def freeze(self, encoder: bool = True, adapter: bool = False, backbone: bool = True) -> ModRWKV:
+        """Set which parts train (stage 1: freeze(True, False, True); stage 2: freeze(True, False, False))."""
+        if hasattr(self.encoder, "set_frozen"):
+            self.encoder.set_frozen(encoder)
+        else:
+            self.encoder.requires_grad_(not encoder)
+        self.adapter.requires_grad_(not adapter)
+        self.backbone.requires_grad_(not backbone)
+        return self
+
+    # -- modality tokens ------------------------------------------------------------------------------------
+    def num_modality_tokens(self, feature_length: int) -> int:
+        """Placeholder tokens for a sample whose encoder gives `feature_length` features."""
+        out_len = getattr(self.adapter, "output_length", None)
+        return int(out_len(feature_length)) if out_len is not None else int(feature_length)
+
+    def encode_modality(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, ...) encoder inputs (+ per-sample feature counts) -> (M, C) modality embeddings, the valid tokens of
+        sample 0, then sample 1, ... (M = sum of the adapter's output lengths)."""
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.encoder.parameters())
+        with torch.set_grad_enabled(needs_grad):  # a frozen encoder keeps no activations
+            feats = self.encoder(inputs, lengths)  # (N, L, D)
+        if lengths is not None:
+            lengths = lengths.to(feats.device)
+        out, out_lengths = self.adapter(feats, lengths)  # (N, L', C), (N,) or None
+        if out_lengths is None:
+            return out.reshape(-1, out.shape[-1])  # (N * L', C)
+        valid = torch.arange(out.shape[1], device=out.device)[None, :] < out_lengths[:, None]  # (N, L')
+        return out[valid]  # (M, C)
+
+    def embed_inputs(self, input_ids: torch.Tensor, modality_tokens: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings (B, T, C) with the placeholder positions replaced, in order, by `modality_tokens`."""
+        mask = input_ids == PLACEHOLDER_ID  # (B, T)
+        emb = self.backbone.embed(input_ids.masked_fill(mask, 0))  # (B, T, C)
+        n_ph = int(mask.sum())
+        n_mod = 0 if modality_tokens is None else modality_tokens.shape[0]
+        if n_ph != n_mod:
+            raise ValueError(f"{n_ph} placeholder tokens but {n_mod} modality embeddings (the collate's token count "
+                             "and the adapter disagree)")
+        if n_ph == 0:
+            return emb
+        return emb.masked_scatter(mask.unsqueeze(-1), modality_tokens.to(emb.dtype))
+
+    # -- training -------------------------------------------------------------------------------------------
+    def forward(self, batch: dict) -> dict:
+        """Packed batch (PackedCollate) -> {"loss": mean cross-entropy over assistant tokens, "num_tokens": int}."""
+        input_ids, labels = batch["input_ids"], batch["labels"]  # (1, T)
+        cu = batch.get("cu_seqlens")
+        device = input_ids.device
+        mod = None
+        if batch.get("modality_inputs") is not None:
+            mod = self.encode_modality(batch["modality_inputs"].to(device), _to(batch.get("modality_lengths"), device))
+        emb = self.embed_inputs(input_ids, mod)  # (1, T, C)
+        hidden, _ = self.backbone.forward_hidden(emb, cu_seqlens=None if cu is None else cu.to(device))  # (1, T, C)
+        # position t predicts label t + 1; the last position of a packed sequence predicts nothing
+        targets = labels[:, 1:].clone()  # (1, T - 1)
+        if cu is not None and cu.numel() > 2:
+            targets[:, cu[1:-1].to(device).long() - 1] = IGNORE_INDEX
+        sel = targets != IGNORE_INDEX
+        n = int(sel.sum())
+        if n == 0:
+            return {"loss": hidden.sum() * 0.0, "num_tokens": 0}
+        logits = self.backbone.head(hidden[:, :-1][sel])  # (n, V): the head only where there is a label
+        loss = F.cross_entropy(logits.float(), targets[sel])
+        return {"loss": loss, "num_tokens": n}
+
+    # -- generation -----------------------------------------------------------------------------------------
+    def _sample_tokens(self, sample: dict) -> torch.Tensor:
+        """One sample's modality -> (n, C) embeddings."""
+        modality = sample["modality"]
+        raw = sample[modality]
+        device = self.backbone.emb.weight.device
+        x = self.encoder.preprocess(raw)[None].to(device)
+        n_feat = int(self.encoder.feature_length(raw))
+        lengths = torch.tensor([n_feat], device=device) if self.encoder.variable_length else None
+        return self.encode_modality(x, lengths)
+
+    def _prefill(self, pieces: list[tuple[list[int], torch.Tensor | None]], state=None):
+        """Run N prompts (ids, modality embeddings) as one packed row -> (next-token logits (N, V), state)."""
+        device = self.backbone.emb.weight.device
+        ids = torch.tensor([t for p, _ in pieces for t in p], device=device)[None]  # (1, T)
+        mods = [m for _, m in pieces if m is not None]
+        emb = self.embed_inputs(ids, torch.cat(mods) if mods else None)
+        lens = torch.tensor([len(p) for p, _ in pieces], device=device)
+        cu = torch.zeros(len(pieces) + 1, dtype=torch.int32, device=device)
+        cu[1:] = lens.cumsum(0)
+        hidden, state = self.backbone.forward_hidden(emb, cu_seqlens=cu, state=state, return_state=True)
+        return self.backbone.head(hidden[0, cu[1:].long() - 1]), state  # (N, V)
+
+    def _prompt(self, sample: dict, prompt) -> list[dict] | str:
+        if prompt is not None:
+            return prompt
+        conv = sample["conversation"]
+        first_answer = next((i for i, t in enumerate(conv) if t["role"] != "user"), len(conv))
+        return list(conv[:first_answer])
+
+    @torch.no_grad()
+    def generate_batch(self, samples: Sequence[dict], prompts: Sequence | None = None, max_new_tokens: int = 64,
+                       temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[str]:
+        """Answer several samples at once: packed parallel prefill, then batched recurrent decoding.
+
+        `prompts[i]`: a user text (modality tag optional) or a conversation ending with a user turn; None: the
+        sample's own conversation up to its first assistant turn.
+        """
+        prompts = list(prompts) if prompts is not None else [None] * len(samples)
+        pieces = []
+        for sample, prompt in zip(samples, prompts):
+            mod = self._sample_tokens(sample)
+            ids = self.template.prompt_ids(self._prompt(sample, prompt), sample["modality"], mod.shape[0])
+            pieces.append((ids, mod))
+        logits, state = self._prefill(pieces)
+        gen = make_generator(seed, logits.device)
+        out = decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
+        return [self.template.decode_answer(o) for o in out]
+
+    @torch.no_grad()
+    def generate(self, sample_or_prefix: dict | PrefixState, prompt=None, max_new_tokens: int = 64,
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> str:
+        """Answer one sample (or, given a PrefixState, one question from it): greedy at temperature 0, else nucleus
+        sampling (`seed` makes it reproducible). Stops at token 24 or after `max_new_tokens`."""
+        if isinstance(sample_or_prefix, PrefixState):
+            return self.answer(sample_or_prefix, prompt, max_new_tokens, temperature, top_p, seed)
+        return self.generate_batch([sample_or_prefix], [prompt], max_new_tokens, temperature, top_p, seed)[0]
+
+    @torch.no_grad()
+    def encode_prefix(self, sample: dict, prompt_prefix: str = "") -> PrefixState:
+        """Read "\\x16User: " + the sample's modality tokens + `prompt_prefix` once and keep the state."""
+        mod = self._sample_tokens(sample)
+        head, _ = self.template.cached_prompt_split("", sample["modality"], mod.shape[0], prompt_prefix)
+        _, state = self._prefill([(head, mod)])
+        return PrefixState(state, len(head), sample["modality"])
+
+    @torch.no_grad()
+    def answer(self, prefix: PrefixState, questions: str | Sequence[str], max_new_tokens: int = 64,
+               temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> str | list[str]:
+        """Answer one question (-> str) or several (-> list, decoded together) from a cached prefix, without
+        re-reading the modality tokens. Equals generating from the full prompt "{tag}{prefix}{question}"."""
+        single = isinstance(questions, str)
+        qs = [questions] if single else list(questions)
+        tails = [self.template.cached_prompt_split(q, prefix.modality, 0)[1] for q in qs]
+        logits, state = self._prefill([(t, None) for t in tails], state=prefix.state.expand(len(qs)))
+        gen = make_generator(seed, logits.device)
+        out = [self.template.decode_answer(o)
+               for o in decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)]
+        return out[0] if single else out
+
+
+def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:
+    return None if t is None else t.to(device)
