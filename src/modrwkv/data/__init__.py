@@ -1,0 +1,16 @@
+"""Data for ModRWKV: offline generators, webdataset shards, converters from public formats.
+
+Kept light on purpose: importing ``modrwkv.data`` loads no heavy dependency (PIL, webdataset, statsmodels).
+Import the submodules directly, e.g. ``from modrwkv.data.shards import write_shards``.
+
+Main entry points (see each module's docstring):
+
+- ``modrwkv.data.prepare.prepare_offline_dataset``: generate + write train/val/test shards once, reuse after.
+- ``modrwkv.data.reader.make_dataset`` / ``SkipCounter``: read shards back into the sample schema.
+- ``modrwkv.data.shards.write_shards``: write any iterable of samples to shards.
+- ``modrwkv.data.shapes_vqa``, ``spoken_words``, ``forecasting``: the generators.
+- ``modrwkv.data.forecast_format``: ``format_forecast`` / ``parse_forecast``.
+- ``modrwkv.data.convert_llava``, ``convert_librispeech``, ``convert_ett``: converters (each also a CLI).
+"""
+
+MODALITIES = ("image", "audio", "series")

@@ -1,0 +1,149 @@
+"""Generate the offline datasets once and reuse them: ``prepare_offline_dataset``.
+
+Layout::
+
+    out_dir/manifest.json          # what was generated (modality, sizes, seed, config): written last
+    out_dir/{train,val,test}/<modality>-000000.tar ...
+
+Everything is written into a temporary sibling folder that is renamed to ``out_dir`` only when complete, so an
+interrupted run never leaves a folder that looks complete. A folder whose manifest matches the request is reused;
+one that does not match is rebuilt (the generated data can always be made again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from modrwkv.data.shards import write_shards
+
+log = logging.getLogger("modrwkv.data")
+SPLITS = ("train", "val", "test")
+FORMAT_VERSION = 1  # bump when the generators change what they produce, so old folders are rebuilt
+
+
+@dataclass
+class PreparedDataset:
+    """Where the shards are: ``splits["train"]`` etc. are folders for ``make_dataset``; ``manifest`` describes them."""
+
+    root: str
+    splits: dict[str, str]
+    manifest: dict
+
+
+def make_config(modality: str, config=None):
+    """The generator config of ``modality`` from None, a config object or a mapping (e.g. from Hydra).
+
+    Mappings may name a preset: ``{"difficulty": "medium", "image_size": 128}`` (image),
+    ``{"preset": "sequences"}`` (audio); series takes ``ForecastConfig`` fields.
+    """
+    if modality == "image":
+        from modrwkv.data.shapes_vqa import ShapesVQAConfig as cls
+    elif modality == "audio":
+        from modrwkv.data.spoken_words import SpokenWordsConfig as cls
+    elif modality == "series":
+        from modrwkv.data.forecasting import ForecastConfig as cls
+    else:
+        raise ValueError(f"unknown modality {modality!r}; expected image, audio or series")
+    if isinstance(config, cls):
+        return config
+    fields = {k: tuple(v) if isinstance(v, list) or type(v).__name__ == "ListConfig" else v
+              for k, v in dict(config or {}).items()}
+    names = {f.name for f in dataclasses.fields(cls)} | ({"preset"} if modality == "audio" else set())
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise ValueError(f"unknown {modality} dataset options {unknown}; known: {sorted(names)}")
+    if modality == "image":
+        return cls.preset(fields.pop("difficulty", "easy"), **fields)
+    if modality == "audio":
+        return cls.preset(fields.pop("preset", "digits"), **fields)
+    return cls(**fields)
+
+
+def _generate(modality: str, n: int, seed: int, split: str, config, cache_dir):
+    split_seed = seed * 1000 + SPLITS.index(split)  # distinct, reproducible streams per split
+    if modality == "image":
+        from modrwkv.data.shapes_vqa import generate_shapes_vqa
+
+        return generate_shapes_vqa(n, split_seed, config)
+    if modality == "audio":
+        from modrwkv.data.spoken_words import generate_spoken_words
+
+        return generate_spoken_words(n, split_seed, config, cache_dir=cache_dir)
+    from modrwkv.data.forecasting import generate_forecast_windows
+
+    return generate_forecast_windows(n, seed, split, config)
+
+
+def _extra_manifest(modality: str, config) -> dict:
+    if modality == "image":
+        from modrwkv.data.shapes_vqa import answer_vocabulary, chance_accuracy
+
+        return {"answer_vocabulary": answer_vocabulary(config), "chance_accuracy": chance_accuracy(config)}
+    return {}
+
+
+def _read_manifest(root: Path) -> dict | None:
+    try:
+        return json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def prepare_offline_dataset(modality: str, out_dir: str | os.PathLike, n_train: int = 2000, n_val: int = 200,
+                            n_test: int = 200, seed: int = 0, config=None, maxcount: int | None = None,
+                            image_format: str = "png", audio_format: str = "npy",
+                            cache_dir: str | os.PathLike | None = None) -> PreparedDataset:
+    """Generate train/val/test shards of ``modality`` ("image": shapes VQA, "audio": spoken words, "series":
+    forecasting windows) under ``out_dir`` once; later calls with the same arguments reuse them.
+
+    ``config``: the generator's config (object or mapping, see ``make_config``). ``maxcount``: samples per shard
+    (default: each split in up to 8 shards, so up to 8 ranks x workers get disjoint shards). ``cache_dir``: the
+    espeak clip cache (audio). Returns a ``PreparedDataset``. Run it on one process (Lightning's ``prepare_data``).
+    """
+    config = make_config(modality, config)
+    sizes = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
+    if min(sizes.values()) < 0:
+        raise ValueError(f"dataset sizes must be >= 0, got {sizes}")
+    request = {"format_version": FORMAT_VERSION, "modality": modality, "sizes": sizes, "seed": int(seed),
+               "config": json.loads(json.dumps(dataclasses.asdict(config))), "maxcount": maxcount,
+               "image_format": image_format, "audio_format": audio_format}
+    root = Path(out_dir)
+    splits = {s: str(root / s) for s in SPLITS}
+    existing = _read_manifest(root)
+    if existing is not None and existing.get("request") == request:
+        log.info("reusing the %s dataset at %s", modality, root)
+        return PreparedDataset(str(root), splits, existing)
+    if root.exists():
+        log.warning("%s exists but does not match the request (or is incomplete): rebuilding it", root)
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the renamed dataset should be readable like any folder
+        counts = {}
+        for split, n in sizes.items():
+            per_shard = maxcount or max(1, math.ceil(n / 8))
+            samples = _generate(modality, n, seed, split, config, cache_dir)
+            shards = write_shards(samples, tmp / split, prefix=modality, maxcount=per_shard,
+                                  image_format=image_format, audio_format=audio_format)
+            counts[split] = {"samples": n, "shards": len(shards)}
+            log.info("wrote %d %s %s samples in %d shards", n, split, modality, len(shards))
+        manifest = {"request": request, "counts": counts, **_extra_manifest(modality, config)}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))  # last: marks the folder complete
+        if root.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+            os.replace(root, old / root.name)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PreparedDataset(str(root), splits, manifest)
