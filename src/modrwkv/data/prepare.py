@@ -5,9 +5,9 @@ Layout::
     out_dir/manifest.json          # what was generated (modality, sizes, seed, config): written last
     out_dir/{train,val,test}/<modality>-000000.tar ...
 
-Everything is written into a temporary sibling folder that is renamed to ``out_dir`` only when complete, so an
-interrupted run never leaves a folder that looks complete. A folder whose manifest matches the request is reused;
-one that does not match is rebuilt (the generated data can always be made again).
+Everything is written into a temporary sibling folder that is renamed to ``out_dir`` only when complete
+(``atomic_dir``), so an interrupted run never leaves a folder that looks complete. A folder whose manifest matches
+the request is reused; one that does not match is rebuilt (the generated data can always be made again).
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from modrwkv.data.atomic import atomic_dir
 from modrwkv.data.shards import write_shards
 
 log = logging.getLogger("modrwkv.data")
@@ -124,10 +123,7 @@ def prepare_offline_dataset(modality: str, out_dir: str | os.PathLike, n_train: 
     if root.exists():
         log.warning("%s exists but does not match the request (or is incomplete): rebuilding it", root)
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the renamed dataset should be readable like any folder
+    with atomic_dir(root) as tmp:
         counts = {}
         for split, n in sizes.items():
             per_shard = maxcount or max(1, math.ceil(n / 8))
@@ -137,13 +133,5 @@ def prepare_offline_dataset(modality: str, out_dir: str | os.PathLike, n_train: 
             counts[split] = {"samples": n, "shards": len(shards)}
             log.info("wrote %d %s %s samples in %d shards", n, split, modality, len(shards))
         manifest = {"request": request, "counts": counts, **_extra_manifest(modality, config)}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))  # last: marks the folder complete
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            os.replace(root, old / root.name)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return PreparedDataset(str(root), splits, manifest)
