@@ -45,16 +45,17 @@ class CausalConv1d(nn.Conv1d):
 class WaveNetBlock(nn.Module):
     """Gated dilated causal convolution with residual and skip outputs (van den Oord et al., 2016)."""
 
-    def __init__(self, channels: int, skip_channels: int, kernel_size: int, dilation: int):
+    def __init__(self, channels: int, skip_channels: int, kernel_size: int, dilation: int, last: bool = False):
         super().__init__()
         self.conv = CausalConv1d(channels, 2 * channels, kernel_size, dilation=dilation)
-        self.res = nn.Conv1d(channels, channels, 1)
+        # the last block's residual output would feed nothing: it has no residual convolution
+        self.res = None if last else nn.Conv1d(channels, channels, 1)
         self.skip = nn.Conv1d(channels, skip_channels, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f, g = self.conv(x).chunk(2, dim=1)  # (B, C, L) each
         h = torch.tanh(f) * torch.sigmoid(g)
-        return x + self.res(h), self.skip(h)
+        return (x if self.res is None else x + self.res(h)), self.skip(h)
 
 
 class WaveNetEncoder(ModalityEncoder):
@@ -81,7 +82,8 @@ class WaveNetEncoder(ModalityEncoder):
         self.num_tokens = math.ceil(max_length / patch_size)
         self.inp = nn.Conv1d(1, channels, 1)
         self.blocks = nn.ModuleList(
-            WaveNetBlock(channels, skip_channels, kernel_size, 2 ** (i % dilation_cycle)) for i in range(num_layers)
+            WaveNetBlock(channels, skip_channels, kernel_size, 2 ** (i % dilation_cycle), last=i == num_layers - 1)
+            for i in range(num_layers)
         )
         self.patch = nn.Conv1d(skip_channels, out_dim, kernel_size=patch_size, stride=patch_size)
         self.set_frozen(frozen)
