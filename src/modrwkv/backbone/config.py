@@ -44,7 +44,7 @@ class RWKV7Config:
 
     @classmethod
     def from_name(cls, name: str, **overrides) -> RWKV7Config:
-        """A named size: tiny, small (CPU experiments), 0.1b, 0.4b, 1.5b, 2.9b, 7.2b."""
+        """A named size: tiny, small, medium (CPU stand-ins), 0.1b, 0.4b, 1.5b, 2.9b, 7.2b."""
         key = name.lower()
         if key not in NAMED_SIZES:
             raise ValueError(f"unknown RWKV-7 size {name!r}; choose one of {sorted(NAMED_SIZES)}")
@@ -55,6 +55,7 @@ NAMED_SIZES: dict[str, dict] = {
     # tiny and small are ours: same structure, small enough to train on a laptop CPU in minutes
     "tiny": dict(n_layer=2, n_embd=128, head_size=64, dim_w_lora=32, dim_a_lora=32, dim_v_lora=16, dim_g_lora=32),
     "small": dict(n_layer=4, n_embd=256, head_size=64, dim_w_lora=32, dim_a_lora=32, dim_v_lora=32, dim_g_lora=64),
+    "medium": dict(n_layer=6, n_embd=384, head_size=64, dim_w_lora=32, dim_a_lora=32, dim_v_lora=32, dim_g_lora=64),
     # the released checkpoints (vocab 65536, head 64)
     "0.1b": dict(n_layer=12, n_embd=768, dim_w_lora=64, dim_a_lora=64, dim_v_lora=32, dim_g_lora=128),
     "0.4b": dict(n_layer=24, n_embd=1024, dim_w_lora=64, dim_a_lora=64, dim_v_lora=32, dim_g_lora=128),

@@ -1,0 +1,50 @@
+"""Build the backbone from config: a named size with BlinkDL initialisation, or a checkpoint from the weights folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .config import RWKV7Config
+from .model import RWKV7
+
+
+class WeightFileMissing(FileNotFoundError):
+    """A weight file the configuration names is not in the weights folder."""
+
+
+def resolve_checkpoint(checkpoint: str | Path, weights_dir: str | Path | None) -> Path:
+    """An absolute path as is; a relative one under ``weights_dir``. Missing: an error naming file and folder."""
+    path = Path(checkpoint)
+    if not path.is_absolute() and weights_dir is not None:
+        path = Path(weights_dir) / path
+    if not path.exists():
+        raise WeightFileMissing(
+            f"RWKV-7 checkpoint {Path(checkpoint).name!r} not found at {path}. Put the file (a BlinkDL .pth or an "
+            f"fla/HF folder) in the weights folder {weights_dir} (config paths.weights or env MODRWKV_WEIGHTS), "
+            "or pass an absolute path with backbone.checkpoint=...; nothing is downloaded at run time.")
+    return path
+
+
+def build_backbone(size: str = "tiny", checkpoint: str | None = None, weights_dir: str | None = None,
+                   wkv_backend: str = "auto", grad_checkpointing: bool = False, device: str | None = None,
+                   **overrides) -> RWKV7:
+    """An RWKV-7 of a named size (random BlinkDL init), or loaded from ``checkpoint`` (whose shapes must fit ``size``).
+
+    ``device="meta"`` builds the architecture without memory (to check shapes of the real sizes).
+    """
+    cfg = RWKV7Config.from_name(size, **overrides)
+    if checkpoint:
+        path = resolve_checkpoint(checkpoint, weights_dir)
+        model = RWKV7.from_checkpoint(path, wkv_backend=wkv_backend, grad_checkpointing=grad_checkpointing)
+        got = model.config
+        if (got.n_layer, got.n_embd) != (cfg.n_layer, cfg.n_embd):
+            raise ValueError(f"checkpoint {path} holds a {got.n_layer}-layer, width-{got.n_embd} model but "
+                             f"backbone.size={size} expects {cfg.n_layer} layers of width {cfg.n_embd}; "
+                             "set backbone.size to match the file")
+        return model
+    if device == "meta":
+        with torch.device("meta"):
+            return RWKV7(cfg, wkv_backend=wkv_backend, grad_checkpointing=grad_checkpointing)
+    return RWKV7(cfg, wkv_backend=wkv_backend, grad_checkpointing=grad_checkpointing)

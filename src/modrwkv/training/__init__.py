@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the data module, optimiser groups and schedule, MLflow integration."""

@@ -1,0 +1,46 @@
+"""Build the model from a composed config, after checking that the choices fit together (before any work)."""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+# which encoder families serve which modality
+ENCODER_MODALITY = {"image": "vision", "audio": "audio", "series": "time series"}
+
+
+class ConfigError(ValueError):
+    """The configuration's choices do not fit together; the message says what to change."""
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail fast with a clear message: encoder vs modality, stage parts, adapter options."""
+    modality = cfg.modality.name
+    if cfg.encoder.modality != modality:
+        raise ConfigError(
+            f"encoder={cfg.encoder.family} is a {ENCODER_MODALITY.get(cfg.encoder.modality, cfg.encoder.modality)} "
+            f"encoder but modality={cfg.modality.key} needs a {ENCODER_MODALITY.get(modality, modality)} encoder; "
+            f"pick one of: {', '.join(cfg.modality.encoders)} (e.g. encoder={cfg.modality.encoders[0]})")
+    unknown = set(cfg.stage.train) - {"encoder", "adapter", "backbone"}
+    if unknown:
+        raise ConfigError(f"stage.train names unknown parts {sorted(unknown)}; use encoder, adapter, backbone")
+    if cfg.adapter.kind == "conv" and cfg.adapter.stride < 1:
+        raise ConfigError(f"adapter.stride must be >= 1, got {cfg.adapter.stride}")
+
+
+def build_model(cfg: DictConfig, device: str | None = None):
+    """Encoder + adapter + backbone from ``cfg.encoder.model``, ``cfg.adapter.module``, ``cfg.backbone.module``.
+
+    Widths are read from the built parts (encoder.out_dim, backbone width), never from the config.
+    ``device="meta"`` builds the backbone without memory (shape checks of the paper's sizes).
+    """
+    from ..model import ModRWKV
+
+    check_config(cfg)
+    backbone = instantiate(cfg.backbone.module, device=device)
+    encoder = instantiate(cfg.encoder.model)
+    adapter = instantiate(cfg.adapter.module, in_dim=encoder.out_dim, llm_dim=backbone.config.n_embd)
+    model = ModRWKV(encoder, adapter, backbone)
+    parts = set(cfg.stage.train)
+    model.freeze(encoder="encoder" not in parts, adapter="adapter" not in parts, backbone="backbone" not in parts)
+    return model

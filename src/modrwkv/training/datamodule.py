@@ -1,0 +1,105 @@
+"""The LightningDataModule: webdataset shards (generated offline or converted from public data) -> packed batches."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from ..data.collate import PackedCollate
+from ..data.skips import SkipCounter
+
+log = logging.getLogger("modrwkv.training")
+
+
+class EvalCollate:
+    """Packed batch for the loss, plus the raw samples for generation-based metrics."""
+
+    def __init__(self, packed: PackedCollate):
+        self.packed = packed
+
+    def __call__(self, samples):
+        return self.packed(samples), list(samples)
+
+
+class ModRWKVDataModule(L.LightningDataModule):
+    """Shards of one modality.
+
+    Args:
+        modality: image | audio | series.
+        root: the dataset folder (train/, val/, test/ shard folders).
+        source: "offline" generates the project's own dataset into ``root`` first (once); "shards" reads existing
+            shards (e.g. from the converters).
+        generator: options of the offline generator (see ``modrwkv.data.prepare.make_config``).
+        sizes: samples per split for the offline generator.
+        batch_size / eval_batch_size: samples per packed batch. max_tokens: longest packed row.
+        shuffle_buffer, resampled, epoch_length: see ``modrwkv.data.reader.make_dataset``.
+        max_skips, max_skip_fraction: corrupt-sample limits (past them the run stops with a clear error).
+    """
+
+    def __init__(self, modality: str, root: str, source: str = "offline", generator: dict | None = None,
+                 sizes: dict | None = None, seed: int = 0, batch_size: int = 16, eval_batch_size: int = 32,
+                 num_workers: int = 0, max_tokens: int | None = None, shuffle_buffer: int = 1000,
+                 resampled: bool = False, epoch_length: int | None = None, max_skips: int | None = 100,
+                 max_skip_fraction: float | None = 0.05, cache_dir: str | None = None):
+        super().__init__()
+        if source not in ("offline", "shards"):
+            raise ValueError(f"data.source must be 'offline' or 'shards', got {source!r}")
+        self.modality, self.root, self.source = modality, str(root), source
+        self.generator = dict(generator or {})
+        self.sizes = {"train": 2000, "val": 200, "test": 200, **dict(sizes or {})}
+        self.seed = seed
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.max_tokens = max_tokens
+        self.shuffle_buffer, self.resampled, self.epoch_length = shuffle_buffer, resampled, epoch_length
+        self.cache_dir = cache_dir
+        self.skips = SkipCounter(max_skips=max_skips, max_fraction=max_skip_fraction, name="data")
+        self.collate: PackedCollate | None = None
+        self.manifest: dict = {}
+
+    def bind(self, model) -> ModRWKVDataModule:
+        """Use the model's chat template, encoder preprocessing and adapter token counts to build batches."""
+        self.collate = PackedCollate(model.template, model.encoder, model.adapter, max_tokens=self.max_tokens,
+                                     skip_counter=self.skips)
+        return self
+
+    def prepare_data(self):
+        if self.source == "offline":
+            from ..data.prepare import prepare_offline_dataset
+
+            prepared = prepare_offline_dataset(self.modality, self.root, n_train=self.sizes["train"],
+                                               n_val=self.sizes["val"], n_test=self.sizes["test"], seed=self.seed,
+                                               config=self.generator, cache_dir=self.cache_dir)
+            self.manifest = prepared.manifest
+        else:
+            for split in ("train", "val"):
+                if not any((Path(self.root) / split).glob("*.tar")):
+                    raise FileNotFoundError(f"no shards in {Path(self.root) / split}: convert a dataset first "
+                                            "(python -m modrwkv.data.convert_llava --help, ...) or use data=offline")
+
+    def _dataset(self, split: str, train: bool):
+        from ..data.reader import make_dataset
+
+        folder = Path(self.root) / split
+        return make_dataset(str(folder), shuffle=self.shuffle_buffer if train else 0,
+                            resampled=self.resampled and train, epoch_length=self.epoch_length if train else None,
+                            seed=self.seed, skip_counter=self.skips)
+
+    def _loader(self, split: str, train: bool):
+        if self.collate is None:
+            raise RuntimeError("call datamodule.bind(model) before training")
+        collate = self.collate if train else EvalCollate(self.collate)
+        return DataLoader(self._dataset(split, train), batch_size=self.batch_size if train else self.eval_batch_size,
+                          collate_fn=collate, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0 and train)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)

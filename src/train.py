@@ -1,0 +1,33 @@
+"""Train a ModRWKV model (or pretrain a text backbone with task=lm). Configs: conf/train.yaml.
+
+    python src/train.py                                        # the default tiny offline experiment
+    python src/train.py -m encoder=siglip,clip adapter=mlp,conv  # a sweep, nested under one MLflow parent run
+    python src/train.py -m +sweep=conv_reduction               # one of the paper's tables (sweeps/)
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # src/ (the package is also installed with pip -e)
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from modrwkv.training.resolvers import register_resolvers  # noqa: E402
+
+register_resolvers()
+
+CONF = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from modrwkv.training.run import train
+
+    metrics = train(cfg)
+    objective = cfg.get("objective")
+    return metrics.get(objective) if objective else None
+
+
+if __name__ == "__main__":
+    main()
