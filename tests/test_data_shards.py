@@ -200,6 +200,9 @@ def test_prepare_offline_dataset_reuses_and_is_atomic(tmp_path, monkeypatch):
     assert ds.manifest["counts"]["train"] == {"samples": 16, "shards": 8}
     assert ds.manifest["chance_accuracy"] == pytest.approx((1 / 4 + 1 / 3) / 2)
     assert len(list(make_dataset(ds.splits["val"]))) == 4
+    assert prepare.load_prepared(out).manifest == ds.manifest
+    with pytest.raises(FileNotFoundError, match="manifest.json missing"):
+        prepare.load_prepared(tmp_path / "absent")
     val_keys = set(_keys(make_dataset(ds.splits["val"])))
     assert not val_keys & set(_keys(make_dataset(ds.splits["train"])))
 

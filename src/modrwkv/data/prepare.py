@@ -96,6 +96,16 @@ def _read_manifest(root: Path) -> dict | None:
         return None
 
 
+def load_prepared(out_dir: str | os.PathLike) -> PreparedDataset:
+    """The dataset a ``prepare_offline_dataset`` call made (e.g. on DDP ranks other than the one that prepared it)."""
+    root = Path(out_dir)
+    manifest = _read_manifest(root)
+    if manifest is None:
+        raise FileNotFoundError(f"no complete prepared dataset at {root} (manifest.json missing): "
+                                f"run prepare_offline_dataset first")
+    return PreparedDataset(str(root), {s: str(root / s) for s in SPLITS}, manifest)
+
+
 def prepare_offline_dataset(modality: str, out_dir: str | os.PathLike, n_train: int = 2000, n_val: int = 200,
                             n_test: int = 200, seed: int = 0, config=None, maxcount: int | None = None,
                             image_format: str = "png", audio_format: str = "npy",
