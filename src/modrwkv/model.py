@@ -118,7 +118,9 @@ class ModRWKV(nn.Module):
         if n == 0:
             return {"loss": hidden.sum() * 0.0, "num_tokens": 0}
         logits = self.backbone.head(hidden[:, :-1][sel])  # (n, V): the head only where there is a label
-        loss = F.cross_entropy(logits.float(), targets[sel])
+        if logits.dtype in (torch.float16, torch.bfloat16):  # the softmax over 65536 classes in fp32 at least
+            logits = logits.float()
+        loss = F.cross_entropy(logits, targets[sel])
         return {"loss": loss, "num_tokens": n}
 
     # -- generation -----------------------------------------------------------------------------------------

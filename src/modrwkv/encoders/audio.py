@@ -13,8 +13,10 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from whisper.audio import N_SAMPLES, N_SAMPLES_PER_TOKEN, log_mel_spectrogram, pad_or_trim
 from whisper.model import AudioEncoder, ModelDimensions
+from whisper.model import LayerNorm as WhisperLayerNorm
 
 from .base import ModalityEncoder
 
@@ -24,6 +26,17 @@ WHISPER_DIMS = {
     "whisper-medium": ModelDimensions(80, 1500, 1024, 16, 24, 51865, 448, 1024, 16, 24),
     "tiny-whisper": ModelDimensions(80, 1500, 64, 2, 2, 64, 16, 32, 2, 1),
 }
+
+
+class _LayerNormAnyDtype(WhisperLayerNorm):
+    """Whisper's LayerNorm (computed in fp32 at least, returned in the input's dtype) for parameters of any dtype:
+    whisper's own casts only the input, so an encoder converted to bf16 / fp64 would fail on mixed dtypes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dt = torch.promote_types(x.dtype, torch.float32)
+        w = None if self.weight is None else self.weight.to(dt)
+        b = None if self.bias is None else self.bias.to(dt)
+        return F.layer_norm(x.to(dt), self.normalized_shape, w, b, self.eps).to(x.dtype)
 
 
 def load_whisper_checkpoint(path: str | os.PathLike) -> tuple[ModelDimensions, dict[str, torch.Tensor]]:
@@ -66,6 +79,9 @@ class WhisperEncoder(ModalityEncoder):
         self.dims = dims
         self.encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head,
                                     dims.n_audio_layer)
+        for m in self.encoder.modules():
+            if isinstance(m, WhisperLayerNorm):
+                m.__class__ = _LayerNormAnyDtype  # same parameters and state-dict keys
         if state is not None:
             self.encoder.load_state_dict(state, strict=True)
         self.n_mels = dims.n_mels
