@@ -150,3 +150,19 @@ def test_missing_espeak_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
         espeak.synthesize("one", cache_dir=tmp_path)
     espeak.espeak_version.cache_clear()
+
+
+@needs_espeak
+def test_prepare_audio_dataset_round_trips_through_flac(tmp_path):
+    from modrwkv.data.prepare import prepare_offline_dataset
+    from modrwkv.data.reader import make_dataset
+    from modrwkv.data.spoken_words import generate_spoken_words
+
+    config = {"voices": ["en-us"], "speeds": [175], "pitches": [50]}
+    ds = prepare_offline_dataset("audio", tmp_path / "audio", 4, 2, 2, seed=0, config=config, cache_dir=tmp_path / "c")
+    assert sorted(p.name for p in (tmp_path / "audio" / "train").iterdir())[0].endswith(".tar")
+    got = list(make_dataset(ds.splits["train"]))
+    expected = list(generate_spoken_words(4, seed=0, config=_small_audio_config(), cache_dir=tmp_path / "c"))
+    for a, b in zip(expected, got):
+        assert a["meta"] == b["meta"] and a["audio"].shape == b["audio"].shape
+        assert np.abs(a["audio"] - b["audio"]).max() <= 1.0 / 32768 + 1e-7  # 16-bit flac

@@ -186,7 +186,7 @@ def _draw(objs: list[dict], cfg: ShapesVQAConfig, rng: random.Random):
 
     s = cfg.image_size
     grey = rng.randint(170, 245)
-    bg = tuple(int(np.clip(grey + rng.randint(-12, 12), 0, 255)) for _ in range(3))
+    bg = tuple(min(255, max(0, grey + rng.randint(-12, 12))) for _ in range(3))
     img = Image.new("RGB", (s, s), bg)
     draw = ImageDraw.Draw(img)
     cell = s / cfg.grid
@@ -198,7 +198,7 @@ def _draw(objs: list[dict], cfg: ShapesVQAConfig, rng: random.Random):
         cy = (row + 0.5) * cell + rng.uniform(-slack, slack)
         r = size / 2
         jitter = [rng.randint(-_COLOUR_JITTER, _COLOUR_JITTER) for _ in range(3)]
-        fill = tuple(int(np.clip(v + j, 0, 255)) for v, j in zip(COLOURS[obj["colour"]], jitter))
+        fill = tuple(min(255, max(0, v + j)) for v, j in zip(COLOURS[obj["colour"]], jitter))
         if obj["shape"] == "circle":
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
         elif obj["shape"] == "square":
