@@ -5,8 +5,10 @@ Import the submodules directly, e.g. ``from modrwkv.data.shards import write_sha
 
 Main entry points (see each module's docstring):
 
-- ``modrwkv.data.prepare.prepare_offline_dataset``: generate + write train/val/test shards once, reuse after.
-- ``modrwkv.data.reader.make_dataset`` / ``SkipCounter``: read shards back into the sample schema.
+- ``modrwkv.data.prepare.prepare_offline_dataset`` / ``load_prepared``: generate + write train/val/test shards
+  once, reuse after.
+- ``modrwkv.data.reader.make_dataset``: read shards back into the sample schema.
+- ``modrwkv.data.skips.SkipCounter`` / ``TooManySkipsError``: corrupt samples skipped, counted, limited.
 - ``modrwkv.data.shards.write_shards``: write any iterable of samples to shards.
 - ``modrwkv.data.shapes_vqa``, ``spoken_words``, ``forecasting``: the generators.
 - ``modrwkv.data.forecast_format``: ``format_forecast`` / ``parse_forecast``.
