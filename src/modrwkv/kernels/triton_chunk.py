@@ -46,7 +46,10 @@ import torch
 import triton
 import triton.language as tl
 
-BT = 16  # chunk length: the triangular system is 16 x 16 (the smallest tl.dot tile)
+# Launch settings; the bench sweeps them. BT: chunk length (16 or 32). BV_*: V-block of the sequential kernels.
+# STATE_DTYPE: how the chunk-boundary states and their gradients are kept between forward and backward.
+CONFIG = {"BT": 16, "BV_FWD": 32, "BV_DS": 32, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 4,
+          "INV_PREC": "ieee", "STATE_DTYPE": torch.float32}
 LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
 
@@ -55,22 +58,29 @@ def _interpret() -> bool:
 
 
 @triton.jit
-def _tri_inverse(A_ab, BT: tl.constexpr):
-    """(I - A)^{-1} for a strictly lower-triangular [BT, BT] A (BT = 16): the product (I+A)(I+A^2)(I+A^4)(I+A^8)."""
+def _tri_inverse(A, BT: tl.constexpr, PREC: tl.constexpr):
+    """(I - A)^{-1} for a strictly lower-triangular [BT, BT] A: (I+A)(I+A^2)(I+A^4)... up to A^{BT-1} (A^BT = 0)."""
     o_t = tl.arange(0, BT)
-    eye = (o_t[:, None] == o_t[None, :]).to(tl.float32)
-    n2 = tl.dot(A_ab, A_ab, input_precision="ieee")
-    n4 = tl.dot(n2, n2, input_precision="ieee")
-    n8 = tl.dot(n4, n4, input_precision="ieee")
-    p = eye + A_ab
-    p = p + tl.dot(p, n2, input_precision="ieee")
-    p = p + tl.dot(p, n4, input_precision="ieee")
-    p = p + tl.dot(p, n8, input_precision="ieee")
+    p = A + (o_t[:, None] == o_t[None, :]).to(tl.float32)
+    q = tl.dot(A, A, input_precision=PREC)
+    p = p + tl.dot(p, q, input_precision=PREC)  # all powers < 4
+    if BT > 4:
+        q = tl.dot(q, q, input_precision=PREC)
+        p = p + tl.dot(p, q, input_precision=PREC)  # < 8
+    if BT > 8:
+        q = tl.dot(q, q, input_precision=PREC)
+        p = p + tl.dot(p, q, input_precision=PREC)  # < 16
+    if BT > 16:
+        q = tl.dot(q, q, input_precision=PREC)
+        p = p + tl.dot(p, q, input_precision=PREC)  # < 32
+    if BT > 32:
+        q = tl.dot(q, q, input_precision=PREC)
+        p = p + tl.dot(p, q, input_precision=PREC)  # < 64
     return p
 
 
 @triton.jit
-def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, K: tl.constexpr, BT: tl.constexpr, HK):
+def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr):
     """Load one chunk of r, w, k, a, b ([BT, K]) and build the decay-scaled factors and intra-chunk matrices."""
     o_k = tl.arange(0, K)
     offs = o_t[:, None] * HK + o_k[None, :]
@@ -96,7 +106,7 @@ def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, K: tl.constexpr, BT: tl.const
     A_ak = tl.where(strict, tl.dot(a_s, tl.trans(k_i)), 0.0)
     A_rb = tl.where(incl, tl.dot(r_s, tl.trans(b_i)), 0.0)
     A_rk = tl.where(incl, tl.dot(r_s, tl.trans(k_i)), 0.0)
-    return w, a_s, r_s, b_i, k_i, b * egl_g, k * egl_g, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk
+    return a_s, r_s, b_i, k_i, b * egl_g, k * egl_g, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -104,6 +114,7 @@ def _wkv7_fwd_kernel(
     r, w, k, v, a, b, o, h0, ht, states, cu_seqlens, state_offsets, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE_STATES: tl.constexpr, IS_VARLEN: tl.constexpr,
+    INV_PREC: tl.constexpr,
 ):
     """Grid (V // BV, N * H). Walks the chunks of one (sequence, head) in order with S [K, BV] in registers."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
@@ -126,35 +137,36 @@ def _wkv7_fwd_kernel(
         S += tl.load(h0 + i_nh.to(tl.int64) * K * V + s_ptrs)
     for i_t in range(0, NT):
         if SAVE_STATES:
-            tl.store(states + ((s_off + i_t) * H + i_h) * K * V + s_ptrs, S)
+            tl.store(states + ((s_off + i_t) * H + i_h) * K * V + s_ptrs, S.to(states.dtype.element_ty))
         t0 = i_t * BT
         m_t = (t0 + o_t) < T
         base = (bos + t0) * H * K + i_h * K
-        _, a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
-            r + base, w + base, k + base, a + base, b + base, m_t, o_t, K, BT, H * K)
+        a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
+            r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K)
         vbase = (bos + t0) * H * V + i_h * V
         v_offs = o_t[:, None] * H * V + o_v[None, :]
         vv = tl.load(v + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, BV]
-        Linv = _tri_inverse(A_ab, BT)
+        Linv = _tri_inverse(A_ab, BT, INV_PREC)
         X = tl.dot(a_s, S) + tl.dot(A_ak, vv)  # [BT, BV]
-        u = tl.dot(Linv, X, input_precision="ieee")
+        u = tl.dot(Linv, X, input_precision=INV_PREC)
         out = tl.dot(r_s, S) + tl.dot(A_rb, u) + tl.dot(A_rk, vv)
         tl.store(o + vbase + v_offs, out.to(o.dtype.element_ty), mask=m_t[:, None])
         S = S * tl.exp(g_last)[:, None] + tl.dot(tl.trans(b_e), u) + tl.dot(tl.trans(k_e), vv)
     if SAVE_STATES:
-        tl.store(states + ((s_off + NT) * H + i_h) * K * V + s_ptrs, S)
+        tl.store(states + ((s_off + NT) * H + i_h) * K * V + s_ptrs, S.to(states.dtype.element_ty))
     if STORE_HT:
         tl.store(ht + i_nh.to(tl.int64) * K * V + s_ptrs, S)
 
 
 @triton.jit(do_not_specialize=["T"])
-def _wkv7_bwd_kernel(
-    r, w, k, v, a, b, do, dht, states, dr, dw, dk, dv, da, db, dh0, cu_seqlens, state_offsets, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
-    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
+def _wkv7_bwd_dstate_kernel(
+    r, w, k, a, b, do, dht, dstates, dv, dh0, cu_seqlens, state_offsets, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
+    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr, INV_PREC: tl.constexpr,
 ):
-    """Grid (N * H,). Walks the chunks of one (sequence, head) in reverse with dS [K, V] in registers."""
-    i_nh = tl.program_id(0)
+    """Grid (V // BV, N * H). The reverse pass: carries dS [K, BV] (gradient of a chunk's end state) backwards,
+    stores it for every chunk, and writes dv, which needs no forward state. Nothing here depends on S."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
     if IS_VARLEN:
         bos = tl.load(cu_seqlens + i_n).to(tl.int64)
@@ -166,133 +178,190 @@ def _wkv7_bwd_kernel(
     NT = tl.cdiv(T, BT)
     o_t = tl.arange(0, BT)
     o_k = tl.arange(0, K)
-    o_v = tl.arange(0, V)
+    o_v = i_v * BV + tl.arange(0, BV)
     s_ptrs = o_k[:, None] * V + o_v[None, :]
-    strict = o_t[:, None] > o_t[None, :]
-    incl = o_t[:, None] >= o_t[None, :]
 
-    dS = tl.zeros([K, V], dtype=tl.float32)
+    dS = tl.zeros([K, BV], dtype=tl.float32)
     if USE_DHT:
         dS += tl.load(dht + i_nh.to(tl.int64) * K * V + s_ptrs)
-    S_next = tl.load(states + ((s_off + NT) * H + i_h) * K * V + s_ptrs)  # the end state of the last chunk
     for i_c in range(0, NT):
         i_t = NT - 1 - i_c
-        S = tl.load(states + ((s_off + i_t) * H + i_h) * K * V + s_ptrs)  # [K, V] this chunk's start state
+        tl.store(dstates + ((s_off + i_t) * H + i_h) * K * V + s_ptrs, dS.to(dstates.dtype.element_ty))
         t0 = i_t * BT
         m_t = (t0 + o_t) < T
         base = (bos + t0) * H * K + i_h * K
-        wc, a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
-            r + base, w + base, k + base, a + base, b + base, m_t, o_t, K, BT, H * K)
+        a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
+            r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K)
         vbase = (bos + t0) * H * V + i_h * V
         v_offs = o_t[:, None] * H * V + o_v[None, :]
-        vv = tl.load(v + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
-        dO = tl.load(do + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
-        Linv = _tri_inverse(A_ab, BT)
-        u = tl.dot(Linv, tl.dot(a_s, S) + tl.dot(A_ak, vv), input_precision="ieee")  # [BT, V]
-
+        dO = tl.load(do + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, BV]
+        Linv = _tri_inverse(A_ab, BT, INV_PREC)
         du = tl.dot(tl.trans(A_rb), dO) + tl.dot(b_e, dS)
-        dX = tl.dot(tl.trans(Linv), du, input_precision="ieee")
-        dA_ab = tl.where(strict, tl.dot(dX, tl.trans(u)), 0.0)
-        dA_ak = tl.where(strict, tl.dot(dX, tl.trans(vv)), 0.0)
-        dA_rb = tl.where(incl, tl.dot(dO, tl.trans(u)), 0.0)
-        dA_rk = tl.where(incl, tl.dot(dO, tl.trans(vv)), 0.0)
+        dX = tl.dot(tl.trans(Linv), du, input_precision=INV_PREC)
         dvv = tl.dot(tl.trans(A_rk), dO) + tl.dot(tl.trans(A_ak), dX) + tl.dot(k_e, dS)
-        d_rs = tl.dot(dO, tl.trans(S)) + tl.dot(dA_rb, b_i) + tl.dot(dA_rk, k_i)
-        d_as = tl.dot(dX, tl.trans(S)) + tl.dot(dA_ab, b_i) + tl.dot(dA_ak, k_i)
-        egl = tl.exp(g_last)
-        dZ = dS * egl[:, None]  # gradient w.r.t. S + b_i^T u + k_i^T V
-        d_bi = tl.dot(tl.trans(dA_ab), a_s) + tl.dot(tl.trans(dA_rb), r_s) + tl.dot(u, tl.trans(dZ))
-        d_ki = tl.dot(tl.trans(dA_ak), a_s) + tl.dot(tl.trans(dA_rk), r_s) + tl.dot(vv, tl.trans(dZ))
-        dg_last = tl.sum(dS * S_next, axis=1)  # [K]
-        ga = d_as * a_s
-        dg = d_rs * r_s + ga - d_bi * b_i - d_ki * k_i
-        # reverse cumulative sum over the chunk: sum_{t >= s} dg_t
-        dwc = tl.sum(dg, axis=0)[None, :] - tl.cumsum(dg, axis=0) + dg + dg_last[None, :] - ga
-
-        offs = o_t[:, None] * H * K + o_k[None, :]
-        m = m_t[:, None]
-        tl.store(dr + base + offs, (d_rs * eg).to(dr.dtype.element_ty), mask=m)
-        tl.store(da + base + offs, (d_as * egp).to(da.dtype.element_ty), mask=m)
-        tl.store(db + base + offs, (d_bi * eng).to(db.dtype.element_ty), mask=m)
-        tl.store(dk + base + offs, (d_ki * eng).to(dk.dtype.element_ty), mask=m)
-        tl.store(dw + base + offs, dwc.to(dw.dtype.element_ty), mask=m)
-        tl.store(dv + vbase + v_offs, dvv.to(dv.dtype.element_ty), mask=m)
-
-        dS = dS * egl[:, None] + tl.dot(tl.trans(r_s), dO) + tl.dot(tl.trans(a_s), dX)
-        S_next = S
+        tl.store(dv + vbase + v_offs, dvv.to(dv.dtype.element_ty), mask=m_t[:, None])
+        dS = dS * tl.exp(g_last)[:, None] + tl.dot(tl.trans(r_s), dO) + tl.dot(tl.trans(a_s), dX)
     if STORE_DH0:
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + s_ptrs, dS)
 
 
-def _state_offsets(cu_seqlens: torch.Tensor | None, B: int, T: int) -> tuple[torch.Tensor | None, int]:
-    """Row of each sequence's first saved state in the [NS, H, K, V] buffer, and NS (chunks + 1 per sequence)."""
+@triton.jit(do_not_specialize=["T"])
+def _wkv7_bwd_grad_kernel(
+    r, w, k, v, a, b, do, states, dstates, dr, dw, dk, da, db, cu_seqlens, state_offsets, chunk_index, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
+    INV_PREC: tl.constexpr,
+):
+    """Grid (chunks, H): fully parallel. From the chunk's start state S and end-state gradient dS' (both stored),
+    recomputes u and dX and writes dr, dw, dk, da, db of the chunk (formulas in the module docstring)."""
+    i_c, i_h = tl.program_id(0), tl.program_id(1)
+    if IS_VARLEN:
+        i_n = tl.load(chunk_index + 2 * i_c)
+        i_t = tl.load(chunk_index + 2 * i_c + 1)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        T = (tl.load(cu_seqlens + i_n + 1).to(tl.int64) - bos).to(tl.int32)
+        s_off = tl.load(state_offsets + i_n).to(tl.int64)
+    else:
+        NT = tl.cdiv(T, BT)
+        i_n = i_c // NT
+        i_t = i_c % NT
+        bos = (i_n * T).to(tl.int64)
+        s_off = (i_n * (NT + 1)).to(tl.int64)
+    o_t = tl.arange(0, BT)
+    o_k = tl.arange(0, K)
+    o_v = tl.arange(0, V)
+    s_ptrs = ((s_off + i_t) * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :]
+    S = tl.load(states + s_ptrs).to(tl.float32)  # [K, V] the chunk's start state
+    dS = tl.load(dstates + s_ptrs).to(tl.float32)  # [K, V] gradient of the chunk's end state
+    t0 = i_t * BT
+    m_t = (t0 + o_t) < T
+    base = (bos + t0) * H * K + i_h * K
+    a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
+        r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K)
+    vbase = (bos + t0) * H * V + i_h * V
+    v_offs = o_t[:, None] * H * V + o_v[None, :]
+    vv = tl.load(v + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
+    dO = tl.load(do + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
+    strict = o_t[:, None] > o_t[None, :]
+    incl = o_t[:, None] >= o_t[None, :]
+
+    Linv = _tri_inverse(A_ab, BT, INV_PREC)
+    u = tl.dot(Linv, tl.dot(a_s, S) + tl.dot(A_ak, vv), input_precision=INV_PREC)  # [BT, V]
+    du = tl.dot(tl.trans(A_rb), dO) + tl.dot(b_e, dS)
+    dX = tl.dot(tl.trans(Linv), du, input_precision=INV_PREC)
+    dA_ab = tl.where(strict, tl.dot(dX, tl.trans(u)), 0.0)
+    dA_ak = tl.where(strict, tl.dot(dX, tl.trans(vv)), 0.0)
+    dA_rb = tl.where(incl, tl.dot(dO, tl.trans(u)), 0.0)
+    dA_rk = tl.where(incl, tl.dot(dO, tl.trans(vv)), 0.0)
+    d_rs = tl.dot(dO, tl.trans(S)) + tl.dot(dA_rb, b_i) + tl.dot(dA_rk, k_i)
+    d_as = tl.dot(dX, tl.trans(S)) + tl.dot(dA_ab, b_i) + tl.dot(dA_ak, k_i)
+    egl = tl.exp(g_last)
+    dZ = dS * egl[:, None]  # gradient w.r.t. Z = S + b_i^T u + k_i^T V, where S' = e^{g_C} Z
+    d_bi = tl.dot(tl.trans(dA_ab), a_s) + tl.dot(tl.trans(dA_rb), r_s) + tl.dot(u, tl.trans(dZ))
+    d_ki = tl.dot(tl.trans(dA_ak), a_s) + tl.dot(tl.trans(dA_rk), r_s) + tl.dot(vv, tl.trans(dZ))
+    S_end = S * egl[:, None] + tl.dot(tl.trans(b_e), u) + tl.dot(tl.trans(k_e), vv)
+    dg_last = tl.sum(dS * S_end, axis=1)  # [K]
+    ga = d_as * a_s
+    dg = d_rs * r_s + ga - d_bi * b_i - d_ki * k_i
+    # reverse cumulative sum over the chunk: sum_{t >= s} dg_t
+    dwc = tl.sum(dg, axis=0)[None, :] - tl.cumsum(dg, axis=0) + dg + dg_last[None, :] - ga
+
+    offs = o_t[:, None] * H * K + o_k[None, :]
+    m = m_t[:, None]
+    tl.store(dr + base + offs, (d_rs * eg).to(dr.dtype.element_ty), mask=m)
+    tl.store(da + base + offs, (d_as * egp).to(da.dtype.element_ty), mask=m)
+    tl.store(db + base + offs, (d_bi * eng).to(db.dtype.element_ty), mask=m)
+    tl.store(dk + base + offs, (d_ki * eng).to(dk.dtype.element_ty), mask=m)
+    tl.store(dw + base + offs, dwc.to(dw.dtype.element_ty), mask=m)
+
+
+def _layout(cu_seqlens: torch.Tensor | None, B: int, T: int, bt: int):
+    """Where each sequence's states live in the [NS, H, K, V] buffers (NS = chunks + one final state per sequence),
+    NS, the number of chunks, and for varlen the (sequence, chunk) pair of every chunk [chunks, 2]."""
     if cu_seqlens is None:
-        return None, B * (triton.cdiv(T, BT) + 1)
-    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
-    per_seq = (lengths + BT - 1) // BT + 1
+        nt = triton.cdiv(T, bt)
+        return None, B * (nt + 1), B * nt, None
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    nts = (lengths + bt - 1) // bt
+    per_seq = nts + 1
     offsets = torch.cumsum(per_seq, 0) - per_seq
-    return offsets.to(torch.int64), int(per_seq.sum())
+    n_chunks = int(nts.sum())
+    seq = torch.repeat_interleave(torch.arange(len(nts), device=nts.device), nts)
+    first = torch.repeat_interleave(torch.cumsum(nts, 0) - nts, nts)
+    within = torch.arange(n_chunks, device=nts.device) - first
+    chunk_index = torch.stack([seq, within], 1).to(torch.int32).contiguous()
+    return offsets, int(per_seq.sum()), n_chunks, chunk_index
 
 
-def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save_states):
+def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save_states, cfg=None):
+    cfg = cfg or CONFIG
     B, T, H, K = r.shape
     V = v.shape[-1]
+    bt = cfg["BT"]
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     o = torch.empty_like(v, dtype=r.dtype)
     ht = r.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
-    offsets, ns = _state_offsets(cu_seqlens, B, T)
-    states = r.new_empty(ns, H, K, V, dtype=torch.float32) if save_states else None
-    BV = 32 if V % 32 == 0 and not _interpret() else V
-    grid = (V // BV, N * H)
-    LAST_KERNELS["fwd"] = _wkv7_fwd_kernel[grid](
+    offsets, ns, n_chunks, chunk_index = _layout(cu_seqlens, B, T, bt)
+    states = r.new_empty(ns, H, K, V, dtype=cfg["STATE_DTYPE"]) if save_states else None
+    BV = min(V, cfg["BV_FWD"]) if not _interpret() else V
+    LAST_KERNELS["fwd"] = _wkv7_fwd_kernel[(V // BV, N * H)](
         r, w, k, v, a, b, o, h0, ht, states, cu_seqlens, offsets, T,
-        H=H, K=K, V=V, BT=BT, BV=BV,
+        H=H, K=K, V=V, BT=bt, BV=BV,
         USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save_states, IS_VARLEN=cu_seqlens is not None,
-        num_warps=4,
+        INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_FWD"],
     )
-    return o, ht, states, offsets
+    return o, ht, states, (offsets, n_chunks, chunk_index)
 
 
-def _bwd(r, w, k, v, a, b, states, offsets, do, dht, need_dh0, cu_seqlens):
+def _bwd(r, w, k, v, a, b, states, layout, do, dht, need_dh0, cu_seqlens, cfg=None):
+    cfg = cfg or CONFIG
     B, T, H, K = r.shape
     V = v.shape[-1]
+    bt = cfg["BT"]
+    offsets, n_chunks, chunk_index = layout
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     dr, dw, dk, da, db = (torch.empty_like(x) for x in (r, w, k, a, b))
     dv = torch.empty_like(v)
     dh0 = r.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
-    LAST_KERNELS["bwd"] = _wkv7_bwd_kernel[(N * H,)](
-        r, w, k, v, a, b, do, dht, states, dr, dw, dk, dv, da, db, dh0, cu_seqlens, offsets, T,
-        H=H, K=K, V=V, BT=BT,
+    dstates = torch.empty_like(states)
+    BV = min(V, cfg["BV_DS"]) if not _interpret() else V
+    LAST_KERNELS["bwd_dstate"] = _wkv7_bwd_dstate_kernel[(V // BV, N * H)](
+        r, w, k, a, b, do, dht, dstates, dv, dh0, cu_seqlens, offsets, T,
+        H=H, K=K, V=V, BT=bt, BV=BV,
         USE_DHT=dht is not None, STORE_DH0=need_dh0, IS_VARLEN=cu_seqlens is not None,
-        num_warps=8,
+        INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_DS"],
     )
+    if n_chunks > 0:
+        LAST_KERNELS["bwd_grad"] = _wkv7_bwd_grad_kernel[(n_chunks, H)](
+            r, w, k, v, a, b, do, states, dstates, dr, dw, dk, da, db, cu_seqlens, offsets, chunk_index, T,
+            H=H, K=K, V=V, BT=bt, IS_VARLEN=cu_seqlens is not None,
+            INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_GRAD"],
+        )
     return dr, dw, dk, dv, da, db, dh0
 
 
 class WKV7TritonFunction(torch.autograd.Function):
-    """Autograd wrapper: the forward saves the chunk-start states (fp32) that the backward reads."""
+    """Autograd wrapper: the forward saves the chunk-start states that the backward reads."""
 
     @staticmethod
     def forward(ctx, r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens):
-        save = torch.is_grad_enabled() and any(
-            x is not None and x.requires_grad for x in (r, w, k, v, a, b, initial_state))
         # inside autograd.Function.forward grad mode is off; ctx.needs_input_grad tells what the backward needs
-        save = save or any(ctx.needs_input_grad[:7])
-        o, ht, states, offsets = _fwd(r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save)
+        save = any(ctx.needs_input_grad[:7])
+        cfg = dict(CONFIG)
+        o, ht, states, layout = _fwd(r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save, cfg)
         if save:
-            ctx.save_for_backward(r, w, k, v, a, b, states, offsets, cu_seqlens)
+            offsets, n_chunks, chunk_index = layout
+            ctx.save_for_backward(r, w, k, v, a, b, states, offsets, chunk_index, cu_seqlens)
+            ctx.n_chunks = n_chunks
+            ctx.cfg = cfg
             ctx.has_h0 = initial_state is not None
-            ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
         return o, ht
 
     @staticmethod
     def backward(ctx, do, dht):
-        r, w, k, v, a, b, states, offsets, cu_seqlens = ctx.saved_tensors
+        r, w, k, v, a, b, states, offsets, chunk_index, cu_seqlens = ctx.saved_tensors
         dht = dht.contiguous().float() if dht is not None else None
-        dr, dw, dk, dv, da, db, dh0 = _bwd(r, w, k, v, a, b, states, offsets, do.contiguous(), dht,
-                                           ctx.has_h0, cu_seqlens)
-        if dh0 is not None:
-            dh0 = dh0.to(ctx.h0_dtype)
+        dr, dw, dk, dv, da, db, dh0 = _bwd(r, w, k, v, a, b, states, (offsets, ctx.n_chunks, chunk_index),
+                                           do.contiguous(), dht, ctx.has_h0, cu_seqlens, ctx.cfg)
         return dr, dw, dk, dv, da, db, dh0, None, None
 
 
@@ -305,18 +374,16 @@ def wkv7_triton(
     """WKV-7 with the Triton kernels; same contract as ``reference.wkv7_naive`` (see dispatch.wkv7).
 
     Inputs [B, T, H, K] in bf16, fp16 or fp32 (K = V, a power of two >= 16); ``initial_state`` [N, H, K, V]
-    (computed in fp32); ``cu_seqlens`` [N+1] with B == 1 for packed sequences of any lengths.
-    Returns (o [B, T, H, V] in r's dtype, final state [N, H, K, V] fp32 or None).
+    (computed in fp32; its gradient is returned in its dtype); ``cu_seqlens`` [N+1] with B == 1 for packed
+    sequences of any lengths. Returns (o [B, T, H, V] in r's dtype, final state [N, H, K, V] fp32 or None).
     """
     K, V = r.shape[-1], v.shape[-1]
     if K != triton.next_power_of_2(K) or V != triton.next_power_of_2(V) or min(K, V) < 16:
         raise ValueError(f"wkv7_triton: head sizes must be powers of two >= 16, got K={K}, V={V}")
     r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
-    h0 = initial_state.contiguous() if initial_state is not None else None
-    h0_fp32 = h0.float() if h0 is not None and h0.dtype != torch.float32 else h0
+    h0 = None
+    if initial_state is not None:
+        h0 = initial_state.float().contiguous()  # differentiable cast: the gradient flows back in the caller's dtype
     if cu_seqlens is not None:
         cu_seqlens = cu_seqlens.to(device=r.device, dtype=torch.int32).contiguous()
-    if h0_fp32 is not h0 and h0 is not None and h0.requires_grad:
-        # keep the autograd link to the caller's tensor: the cast is differentiable
-        h0_fp32 = h0.float()
-    return WKV7TritonFunction.apply(r, w, k, v, a, b, h0_fp32, output_final_state, cu_seqlens)
+    return WKV7TritonFunction.apply(r, w, k, v, a, b, h0, output_final_state, cu_seqlens)
