@@ -97,7 +97,7 @@ def check_correctness(log):
     return ok
 
 
-def bench(fn, warmup=25, rep=200):
+def bench(fn, warmup=25, rep=100):
     return triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
 
 
@@ -144,10 +144,79 @@ def time_decode(N, H=32):
     return rows
 
 
+SWEEP = [
+    {},
+    {"BT": 32},
+    {"BT": 32, "INV_PREC": "tf32x3"},
+    {"BV_FWD": 16, "BV_DS": 16, "WARPS_FWD": 2, "WARPS_DS": 2},
+    {"BT": 32, "STATE_DTYPE": torch.bfloat16},
+    {"BT": 64, "INV_PREC": "tf32x3", "WARPS_FWD": 8, "WARPS_DS": 8, "WARPS_GRAD": 8},
+    {"BT": 32, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 8, "WARPS_DS": 8, "WARPS_GRAD": 8},
+    {"INV_PREC": "tf32x3"},
+]
+
+
+def _time_config(tc, cfg, big, do):
+    """Times of one configuration: inference fwd, fwd saving states, the dS pass, the gradient kernel, fwd+bwd."""
+    t_f = bench(lambda: tc._fwd(*big, None, False, None, False, cfg))
+    t_fs = bench(lambda: tc._fwd(*big, None, False, None, True, cfg))
+    _, _, states, layout = tc._fwd(*big, None, False, None, True, cfg)
+    t_ds = bench(lambda: tc._bwd_dstate(*big[:3], *big[4:], layout, do, None, False, None, states.dtype, cfg))
+    dst, _, _ = tc._bwd_dstate(*big[:3], *big[4:], layout, do, None, False, None, states.dtype, cfg)
+    t_g = bench(lambda: tc._bwd_grad(*big, states, dst, layout, do, None, cfg))
+    xg = [x.detach().requires_grad_() for x in big]
+
+    def fb():
+        o, _ = wkv7_triton(*xg)
+        return torch.autograd.grad(o, xg, do)
+
+    return t_f, t_fs, t_ds, t_g, bench(fb)
+
+
+def sweep(log, configs):
+    """Correctness (bf16 vs fp64, B=1 T=1000 H=32 with an initial state) and timings of each launch configuration
+    at B=8 T=4096 H=32; fwd = inference forward, fwd_s = forward saving states, ds/grad = the two backward kernels."""
+    from modrwkv.kernels import triton_chunk as tc
+
+    xs, _, _ = make_inputs(1, 1000, 32, seed=99)
+    h0 = torch.randn(1, 32, K, K, device="cuda")
+    do_c = torch.randn(1, 1000, 32, K, device="cuda", dtype=torch.bfloat16)
+    ref_in = [x.double().requires_grad_() for x in xs] + [h0.double().requires_grad_()]
+    ro, _ = wkv7_naive(*ref_in[:6], initial_state=ref_in[6])
+    ref_g = torch.autograd.grad(ro, ref_in, do_c.double())
+    big, _, _ = make_inputs(8, 4096, 32, seed=5)
+    do = torch.randn_like(big[3])
+    log("| config | worst rel err | fwd | fwd_s | ds | grad | fwd+bwd | regs/spills fwd, ds, grad |")
+    log("|---|---|---|---|---|---|---|---|")
+    for over in configs:
+        cfg = dict(tc.CONFIG)
+        cfg.update(over)
+        try:
+            old = dict(tc.CONFIG)
+            tc.CONFIG.update(cfg)
+            xin = [x.clone().requires_grad_() for x in xs] + [h0.clone().requires_grad_()]
+            o, _ = wkv7_triton(*xin[:6], initial_state=xin[6])
+            grads = torch.autograd.grad(o, xin, do_c)
+            err = max([rel(o, ro)] + [rel(g, gr) for g, gr in zip(grads, ref_g)])
+            t_f, t_fs, t_ds, t_g, t_fb = _time_config(tc, cfg, big, do)
+            res = ", ".join(f"{getattr(kk, 'n_regs', '?')}/{getattr(kk, 'n_spills', '?')}"
+                            for kk in (tc.LAST_KERNELS.get(n) for n in ("fwd", "bwd_dstate", "bwd_grad")))
+            name = ",".join(f"{a}={str(b).replace('torch.', '')}" for a, b in over.items()) or "default"
+            log(f"| {name} | {err:.2e} | {t_f:.3f} | {t_fs:.3f} | {t_ds:.3f} | {t_g:.3f} | {t_fb:.3f} | {res} |")
+        except Exception as e:  # a config that fails to compile is reported, not fatal
+            log(f"| {over} | FAILED {type(e).__name__}: {str(e)[:200]} |")
+        finally:
+            tc.CONFIG.clear()
+            tc.CONFIG.update(old)
+        torch.cuda.empty_cache()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="only the first shape and N=16 decode")
     p.add_argument("--out", default=None, help="write all numbers as JSON here")
+    p.add_argument("--sweep", action="store_true", help="only: compare launch configurations at the first shape")
+    p.add_argument("--config", default=None, help='JSON overrides of triton_chunk.CONFIG, e.g. \'{"BT": 32}\'')
     args = p.parse_args()
     lines = []
 
@@ -157,6 +226,17 @@ def main():
 
     props = torch.cuda.get_device_properties(0)
     log(f"card: {props.name}, torch {torch.__version__}, triton {triton.__version__}, fla {FLA}")
+    if args.config:
+        from modrwkv.kernels import triton_chunk as tc
+
+        over = json.loads(args.config)
+        if "STATE_DTYPE" in over:
+            over["STATE_DTYPE"] = getattr(torch, over["STATE_DTYPE"])
+        tc.CONFIG.update(over)
+        log(f"config: {tc.CONFIG}")
+    if args.sweep:
+        sweep(log, SWEEP)
+        return
     if not check_correctness(log):
         log("CORRECTNESS FAILED: not timing")
         sys.exit(1)

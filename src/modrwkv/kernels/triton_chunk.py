@@ -312,30 +312,45 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save_states, cfg=
     return o, ht, states, (offsets, n_chunks, chunk_index)
 
 
-def _bwd(r, w, k, v, a, b, states, layout, do, dht, need_dh0, cu_seqlens, cfg=None):
-    cfg = cfg or CONFIG
+def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtype, cfg):
+    """The reverse pass: (dstates [NS, H, K, V], dv, dh0 or None)."""
     B, T, H, K = r.shape
-    V = v.shape[-1]
-    bt = cfg["BT"]
+    V = do.shape[-1]
     offsets, n_chunks, chunk_index = layout
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
-    dr, dw, dk, da, db = (torch.empty_like(x) for x in (r, w, k, a, b))
-    dv = torch.empty_like(v)
+    dv = torch.empty_like(do, dtype=r.dtype)
     dh0 = r.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
-    dstates = torch.empty_like(states)
+    ns = n_chunks + N
+    dstates = r.new_empty(ns, H, K, V, dtype=state_dtype)
     BV = min(V, cfg["BV_DS"]) if not _interpret() else V
     LAST_KERNELS["bwd_dstate"] = _wkv7_bwd_dstate_kernel[(V // BV, N * H)](
         r, w, k, a, b, do, dht, dstates, dv, dh0, cu_seqlens, offsets, T,
-        H=H, K=K, V=V, BT=bt, BV=BV,
+        H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
         USE_DHT=dht is not None, STORE_DH0=need_dh0, IS_VARLEN=cu_seqlens is not None,
         INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_DS"],
     )
+    return dstates, dv, dh0
+
+
+def _bwd_grad(r, w, k, v, a, b, states, dstates, layout, do, cu_seqlens, cfg):
+    """The chunk-parallel gradients: (dr, dw, dk, da, db)."""
+    B, T, H, K = r.shape
+    V = v.shape[-1]
+    offsets, n_chunks, chunk_index = layout
+    dr, dw, dk, da, db = (torch.empty_like(x) for x in (r, w, k, a, b))
     if n_chunks > 0:
         LAST_KERNELS["bwd_grad"] = _wkv7_bwd_grad_kernel[(n_chunks, H)](
             r, w, k, v, a, b, do, states, dstates, dr, dw, dk, da, db, cu_seqlens, offsets, chunk_index, T,
-            H=H, K=K, V=V, BT=bt, IS_VARLEN=cu_seqlens is not None,
+            H=H, K=K, V=V, BT=cfg["BT"], IS_VARLEN=cu_seqlens is not None,
             INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_GRAD"],
         )
+    return dr, dw, dk, da, db
+
+
+def _bwd(r, w, k, v, a, b, states, layout, do, dht, need_dh0, cu_seqlens, cfg=None):
+    cfg = cfg or CONFIG
+    dstates, dv, dh0 = _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, states.dtype, cfg)
+    dr, dw, dk, da, db = _bwd_grad(r, w, k, v, a, b, states, dstates, layout, do, cu_seqlens, cfg)
     return dr, dw, dk, dv, da, db, dh0
 
 
