@@ -106,3 +106,11 @@ def test_unknown_modality_and_stray_tag():
         T.encode(CONV, "video", 2)
     with pytest.raises(ValueError, match="no modality"):
         T.encode(CONV, None)
+
+
+def test_template_survives_pickling_and_deepcopy():
+    import copy
+    import pickle
+
+    for clone in (copy.deepcopy(T), pickle.loads(pickle.dumps(T))):
+        assert clone.encode(CONV, "image", 3).input_ids == T.encode(CONV, "image", 3).input_ids

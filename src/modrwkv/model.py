@@ -154,14 +154,12 @@ class ModRWKV(nn.Module):
         return list(conv[:first_answer])
 
     @torch.no_grad()
-    def generate_batch(self, samples: Sequence[dict], prompts: Sequence | None = None, max_new_tokens: int = 64,
-                       temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[str]:
-        """Answer several samples at once: packed parallel prefill, then batched recurrent decoding.
-
-        `prompts[i]`: a user text (modality tag optional) or a conversation ending with a user turn; None: the
-        sample's own conversation up to its first assistant turn.
-        """
+    def generate_ids(self, samples: Sequence[dict], prompts: Sequence | None = None, max_new_tokens: int = 64,
+                     temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[list[int]]:
+        """Generated token ids per sample (each ends with 24 unless `max_new_tokens` ran out); see generate_batch."""
         prompts = list(prompts) if prompts is not None else [None] * len(samples)
+        if len(prompts) != len(samples):
+            raise ValueError(f"{len(samples)} samples but {len(prompts)} prompts")
         pieces = []
         for sample, prompt in zip(samples, prompts):
             mod = self._sample_tokens(sample)
@@ -169,7 +167,17 @@ class ModRWKV(nn.Module):
             pieces.append((ids, mod))
         logits, state = self._prefill(pieces)
         gen = make_generator(seed, logits.device)
-        out = decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
+        return decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
+
+    @torch.no_grad()
+    def generate_batch(self, samples: Sequence[dict], prompts: Sequence | None = None, max_new_tokens: int = 64,
+                       temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[str]:
+        """Answer several samples at once: packed parallel prefill, then batched recurrent decoding.
+
+        `prompts[i]`: a user text (modality tag optional) or a conversation ending with a user turn; None: the
+        sample's own conversation up to its first assistant turn.
+        """
+        out = self.generate_ids(samples, prompts, max_new_tokens, temperature, top_p, seed)
         return [self.template.decode_answer(o) for o in out]
 
     @torch.no_grad()
@@ -190,18 +198,25 @@ class ModRWKV(nn.Module):
         return PrefixState(state, len(head), sample["modality"])
 
     @torch.no_grad()
+    def answer_ids(self, prefix: PrefixState, questions: Sequence[str], max_new_tokens: int = 64,
+                   temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[list[int]]:
+        """Generated ids for each question, decoded together from copies of the cached prefix state."""
+        tails = [self.template.cached_prompt_split(q, prefix.modality, 0)[1] for q in questions]
+        logits, state = self._prefill([(t, None) for t in tails], state=prefix.state.expand(len(tails)))
+        gen = make_generator(seed, logits.device)
+        return decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
+
+    @torch.no_grad()
     def answer(self, prefix: PrefixState, questions: str | Sequence[str], max_new_tokens: int = 64,
                temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> str | list[str]:
         """Answer one question (-> str) or several (-> list, decoded together) from a cached prefix, without
-        re-reading the modality tokens. Equals generating from the full prompt "{tag}{prefix}{question}"."""
+        re-reading the modality tokens. Equals generating from the full prompt "{tag}{prefix}{question}"
+        (tokenised as `ChatTemplate.cached_prompt_split`); the prefix state itself is never modified."""
         single = isinstance(questions, str)
-        qs = [questions] if single else list(questions)
-        tails = [self.template.cached_prompt_split(q, prefix.modality, 0)[1] for q in qs]
-        logits, state = self._prefill([(t, None) for t in tails], state=prefix.state.expand(len(qs)))
-        gen = make_generator(seed, logits.device)
-        out = [self.template.decode_answer(o)
-               for o in decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)]
-        return out[0] if single else out
+        out = self.answer_ids(prefix, [questions] if single else list(questions), max_new_tokens, temperature,
+                              top_p, seed)
+        texts = [self.template.decode_answer(o) for o in out]
+        return texts[0] if single else texts
 
 
 def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:

@@ -10,6 +10,7 @@ prefix training saw, and the model's first generated token is the answer's " wor
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,6 +50,24 @@ class ChatTemplate:
         self.assistant_prefix = f"\x16{assistant}:"
         self._assistant_prefix_ids = self._encode(self.assistant_prefix)
         self._user_prefix_ids = self._encode(self.user_prefix)
+
+    def __getstate__(self) -> dict:
+        # the World tokenizer wraps a Rust object that cannot be pickled: store its class and rebuild it, so a model
+        # holding the template can be deep-copied, checkpointed or sent to spawned workers
+        state = self.__dict__.copy()
+        tok = state.pop("tokenizer")
+        try:
+            pickle.dumps(tok)
+            state["tokenizer"] = tok
+        except (TypeError, pickle.PicklingError, AttributeError):
+            state["_tokenizer_cls"] = type(tok)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        cls = state.pop("_tokenizer_cls", None)
+        if cls is not None:
+            state["tokenizer"] = cls()
+        self.__dict__.update(state)
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text)) if text else []

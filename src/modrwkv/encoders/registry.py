@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .audio import WHISPER_DIMS, WhisperEncoder
 from .base import ModalityEncoder, resolve_weight_file
@@ -22,7 +22,6 @@ class EncoderSpec:
     files: tuple[str, ...] = ()
     needs_weights: bool = False  # real sizes: pretrained weights expected unless pretrained=False
     description: str = ""
-    defaults: dict = field(default_factory=dict)
 
 
 def _vision(cfg, family):
