@@ -124,15 +124,21 @@ class ModRWKV(nn.Module):
         return {"loss": loss, "num_tokens": n}
 
     # -- generation -----------------------------------------------------------------------------------------
+    def _modality_tokens(self, samples: Sequence[dict]) -> list[torch.Tensor]:
+        """The samples' modalities through one batched encoder + adapter call -> per-sample (n_i, C) embeddings."""
+        device = self.backbone.emb.weight.device
+        xs, feats = [], []
+        for sample in samples:
+            raw = sample[sample["modality"]]
+            xs.append(self.encoder.preprocess(raw))
+            feats.append(int(self.encoder.feature_length(raw)))
+        lengths = torch.tensor(feats, device=device) if self.encoder.variable_length else None
+        tokens = self.encode_modality(self.encoder.collate(xs).to(device), lengths)  # (M, C)
+        return list(tokens.split([self.num_modality_tokens(n) for n in feats]))
+
     def _sample_tokens(self, sample: dict) -> torch.Tensor:
         """One sample's modality -> (n, C) embeddings."""
-        modality = sample["modality"]
-        raw = sample[modality]
-        device = self.backbone.emb.weight.device
-        x = self.encoder.preprocess(raw)[None].to(device)
-        n_feat = int(self.encoder.feature_length(raw))
-        lengths = torch.tensor([n_feat], device=device) if self.encoder.variable_length else None
-        return self.encode_modality(x, lengths)
+        return self._modality_tokens([sample])[0]
 
     def _prefill(self, pieces: list[tuple[list[int], torch.Tensor | None]], state=None):
         """Run N prompts (ids, modality embeddings) as one packed row -> (next-token logits (N, V), state)."""
@@ -161,8 +167,7 @@ class ModRWKV(nn.Module):
         if len(prompts) != len(samples):
             raise ValueError(f"{len(samples)} samples but {len(prompts)} prompts")
         pieces = []
-        for sample, prompt in zip(samples, prompts):
-            mod = self._sample_tokens(sample)
+        for sample, prompt, mod in zip(samples, prompts, self._modality_tokens(samples)):
             ids = self.template.prompt_ids(self._prompt(sample, prompt), sample["modality"], mod.shape[0])
             pieces.append((ids, mod))
         logits, state = self._prefill(pieces)
