@@ -147,3 +147,10 @@ def test_freeze_sets_what_trains_and_encoder_stays_in_eval():
     model.train()
     assert model.encoder.training and all(p.requires_grad for p in model.encoder.parameters())
     assert not any(p.requires_grad for p in model.adapter.parameters())
+
+
+def test_fp32_encoder_feeds_a_bf16_model():
+    model = build("tiny-whisper", "audio_conv", torch.bfloat16)
+    model.encoder.float()  # frozen pretrained tower kept in fp32
+    out = model(PackedCollate(TEMPLATE, model.encoder, model.adapter)(samples("audio", 2)))
+    assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])

@@ -77,6 +77,9 @@ class ModRWKV(nn.Module):
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.encoder.parameters())
         with torch.set_grad_enabled(needs_grad):  # a frozen encoder keeps no activations
             feats = self.encoder(inputs, lengths)  # (N, L, D)
+        p = next(self.adapter.parameters(), None)
+        if p is not None and p.is_floating_point() and feats.dtype != p.dtype:
+            feats = feats.to(p.dtype)  # e.g. an fp32 frozen encoder feeding a bf16 adapter
         if lengths is not None:
             lengths = lengths.to(feats.device)
         out, out_lengths = self.adapter(feats, lengths)  # (N, L', C), (N,) or None
