@@ -1,0 +1,154 @@
+"""Text pretraining of the RWKV-7 backbone alone (``task=lm``): the checkpoints the backbone_init sweep starts from.
+
+    python src/train.py task=lm backbone.scale=0.4b                  # writes ${paths.weights}/tiny-lm-base.pth
+    python src/train.py task=lm backbone.scale=0.4b task.variant=g1  # base trained further -> tiny-lm-g1.pth
+
+``training/run.py`` calls ``build_lm_run(cfg)`` and trains the returned model with the same LightningModule as the
+multimodal runs (modality "text": loss-only validation). The checkpoint is written at the end of training by the
+``SaveBackbone`` callback that conf/task/lm.yaml adds, in BlinkDL's .pth format, under the file name the preset
+expects (``preset.checkpoints.<variant>``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.text_corpus import CorpusConfig, load_split, prepare_corpus
+from .resolvers import lookup
+
+log = logging.getLogger("modrwkv.train")
+
+
+class TextLM(nn.Module):
+    """The backbone as a language model: next-token cross-entropy on every token of packed rows."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, batch: dict) -> dict:
+        """{"input_ids": (1, T), "cu_seqlens": (N+1,)} -> {"loss": mean over predicted tokens, "num_tokens": int}."""
+        ids = batch["input_ids"]
+        cu = batch["cu_seqlens"].to(ids.device)
+        hidden, _ = self.backbone.forward_hidden(self.backbone.embed(ids), cu_seqlens=cu)  # (1, T, C)
+        targets = ids[:, 1:].clone()  # position t predicts token t + 1 ...
+        if cu.numel() > 2:
+            targets[:, cu[1:-1].long() - 1] = -100  # ... within its own sequence only
+        sel = targets != -100
+        logits = self.backbone.head(hidden[:, :-1][sel])  # (n, V)
+        loss = F.cross_entropy(logits.float(), targets[sel])
+        return {"loss": loss, "num_tokens": int(sel.sum())}
+
+
+class TokenChunks(Dataset):
+    """Consecutive, non-overlapping windows of ``seq_len`` tokens from one split's token array."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int):
+        if len(tokens) < seq_len:
+            raise ValueError(f"a split of {len(tokens)} tokens is shorter than task.seq_len={seq_len}")
+        self.tokens, self.seq_len = tokens, seq_len
+
+    def __len__(self) -> int:
+        return len(self.tokens) // self.seq_len
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.tokens[i * self.seq_len:(i + 1) * self.seq_len], dtype=np.int64))
+
+
+def pack(chunks: list[torch.Tensor]) -> dict:
+    """Chunks -> one packed row with cu_seqlens (the layout ModRWKV batches use)."""
+    ids = torch.cat(chunks)[None]  # (1, T)
+    lengths = torch.tensor([len(c) for c in chunks])
+    cu = torch.zeros(len(chunks) + 1, dtype=torch.int32)
+    cu[1:] = lengths.cumsum(0)
+    return {"input_ids": ids, "labels": ids, "cu_seqlens": cu}
+
+
+def pack_eval(chunks: list[torch.Tensor]) -> tuple[dict, list[dict]]:
+    """Evaluation batches are (packed, samples) as for the multimodal data; text has no per-sample metrics."""
+    return pack(chunks), [{"__key__": str(i)} for i in range(len(chunks))]
+
+
+class TextDataModule(L.LightningDataModule):
+    """The cached text corpus (built on first use under ``root``) as packed batches of ``batch_size`` windows."""
+
+    def __init__(self, root: str, corpus: CorpusConfig, seq_len: int, batch_size: int, eval_batch_size: int,
+                 seed: int = 0):
+        super().__init__()
+        self.root, self.corpus, self.seq_len = root, corpus, seq_len
+        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.folder: Path | None = None
+
+    def prepare_data(self):
+        self.folder = prepare_corpus(self.root, self.corpus)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if self.folder is None:
+            self.prepare_data()
+        data = TokenChunks(load_split(self.folder, split), self.seq_len)
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(data, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
+                          generator=gen if train else None, drop_last=train, collate_fn=pack if train else pack_eval)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)
+
+
+class SaveBackbone(L.Callback):
+    """Writes the trained backbone as a BlinkDL .pth when training ends (atomically: no half-written file)."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0 or getattr(trainer, "fast_dev_run", False):
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        pl_module.model.backbone.save_checkpoint(tmp, format="blinkdl")
+        os.replace(tmp, self.path)
+        log.info("backbone checkpoint written to %s", self.path)
+
+
+def init_checkpoint(cfg: DictConfig) -> str | None:
+    """Where the LM starts: ``task.init_from`` if set; for the g1 variant, the base checkpoint; else random init."""
+    if cfg.task.get("init_from"):
+        return str(cfg.task.init_from)
+    if cfg.task.variant == "g1":
+        return str(lookup(cfg.preset.checkpoints.base, cfg.backbone.scale))
+    if cfg.task.variant != "base":
+        raise ValueError(f"task.variant must be base or g1, got {cfg.task.variant!r}")
+    return None
+
+
+def build_lm_run(cfg: DictConfig) -> tuple[nn.Module, TextDataModule, str]:
+    """(model, datamodule, "text") for ``training.run.train`` when ``cfg.task.name == "lm"``."""
+    ckpt = init_checkpoint(cfg)
+    backbone = instantiate(cfg.backbone.module, checkpoint=ckpt)  # a missing file: WeightFileMissing names it
+    if ckpt:
+        log.info("text pretraining continues from %s", ckpt)
+    backbone.requires_grad_(True)
+    corpus = CorpusConfig(sources=tuple(cfg.task.corpus.sources), max_chars=int(cfg.task.corpus.max_chars),
+                          val_fraction=float(cfg.task.corpus.val_fraction),
+                          test_fraction=float(cfg.task.corpus.test_fraction))
+    data = TextDataModule(cfg.task.corpus.root, corpus, seq_len=int(cfg.task.seq_len),
+                          batch_size=int(cfg.task.batch_size), eval_batch_size=int(cfg.task.eval_batch_size),
+                          seed=int(cfg.seed))
+    return TextLM(backbone), data, "text"
