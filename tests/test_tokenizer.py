@@ -41,3 +41,10 @@ def test_ids_below_vocab_size():
     tok = WorldTokenizer()
     ids = tok.encode("".join(chr(c) for c in range(32, 2000)))
     assert all(0 < i < 65530 for i in ids)
+
+
+def test_pickles_for_dataloader_workers():
+    import pickle
+
+    tok = pickle.loads(pickle.dumps(WorldTokenizer()))
+    assert tok.encode(TEXT) == IDS

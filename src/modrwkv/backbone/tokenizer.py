@@ -26,6 +26,10 @@ class WorldTokenizer:
         self.vocab_file = Path(pyrwkv_tokenizer.__file__).with_name("rwkv_vocab_v20230424.txt")
         self.vocab_size = VOCAB_SIZE
 
+    def __reduce__(self):
+        # the Rust tokenizer cannot be pickled: rebuild it (DataLoader workers, checkpoints)
+        return (WorldTokenizer, ())
+
     def encode(self, text: str) -> list[int]:
         return list(self._rust.encode(text))
 

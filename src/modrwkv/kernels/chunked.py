@@ -27,24 +27,28 @@ CHUNK = 16
 
 
 def _pack_varlen(xs, cu_seqlens: torch.Tensor, chunk: int):
-    """[1, T, H, K] packed rows -> [N, T_pad, H, K] padded batch (zeros at the end) and the per-sequence lengths.
+    """[1, T, H, K] packed rows -> [N, T_pad, H, K] padded batch (zeros at the end), plus the validity mask.
 
     Zero padding at the end of a sequence is exact: with w = 0 (decay 1) and a = b = k = v = 0 the state is unchanged.
+    One gather per tensor (no Python loop over sequences): index T points at an appended zero row.
     """
-    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
-    t_pad = max(1, -(-max(lengths) // chunk)) * chunk
+    starts = cu_seqlens[:-1].long()
+    lengths = cu_seqlens[1:].long() - starts  # (N,)
+    T = xs[0].shape[1]
+    t_pad = max(1, -(-int(lengths.max()) // chunk)) * chunk
+    pos = torch.arange(t_pad, device=starts.device)
+    valid = pos[None, :] < lengths[:, None]  # (N, T_pad)
+    index = torch.where(valid, starts[:, None] + pos[None, :], torch.full_like(valid, T, dtype=torch.long))
     out = []
     for x in xs:
-        padded = x.new_zeros(len(lengths), t_pad, *x.shape[2:])
-        for i, (lo, n) in enumerate(zip(cu_seqlens[:-1].tolist(), lengths)):
-            padded[i, :n] = x[0, lo : lo + n]
-        out.append(padded)
-    return out, lengths
+        rows = torch.cat([x[0], x.new_zeros(1, *x.shape[2:])], dim=0)  # (T + 1, H, K)
+        out.append(rows[index])  # (N, T_pad, H, K)
+    return out, valid
 
 
-def _unpack_varlen(o: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-    """[N, T_pad, H, V] -> [1, sum(lengths), H, V]."""
-    return torch.cat([o[i, :n] for i, n in enumerate(lengths)], dim=0).unsqueeze(0)
+def _unpack_varlen(o: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """[N, T_pad, H, V] -> [1, T, H, V]: the valid positions, sequence after sequence."""
+    return o[valid].unsqueeze(0)
 
 
 def _chunked_dense(r, w, k, v, a, b, s0, chunk: int):
@@ -116,8 +120,8 @@ def wkv7_chunked(
     V = v.shape[-1]
     xs = [x.to(dt) for x in (r, w, k, v, a, b)]
     if cu_seqlens is not None:
-        xs, lengths = _pack_varlen(xs, cu_seqlens, chunk_size)
-        n = len(lengths)
+        xs, valid = _pack_varlen(xs, cu_seqlens, chunk_size)
+        n = valid.shape[0]
     else:
         n = B
         pad = (-T) % chunk_size
@@ -126,7 +130,7 @@ def wkv7_chunked(
             xs = [torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad)) for x in xs]
     s0 = r.new_zeros(n, H, K, V, dtype=dt) if initial_state is None else initial_state.to(dt)
     o, state = _chunked_dense(*xs, s0, chunk_size)
-    o = _unpack_varlen(o, lengths) if cu_seqlens is not None else o[:, :T]
+    o = _unpack_varlen(o, valid) if cu_seqlens is not None else o[:, :T]
     final_state = None
     if output_final_state:
         final_state = state if dt == torch.float64 else state.float()
