@@ -15,3 +15,8 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   python3 -m pytest -q -m gpu -s tests/gpu/test_wkv7_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
 fi
 python3 bench/wkv7.py ${BENCH_ARGS:-} --out "$OUT/wkv7.json" 2>&1 | tee "$OUT/bench.log"
+if [ "${PROFILE:-0}" = 1 ]; then
+  ncu --kernel-name regex:wkv7 --launch-count 3 --section SpeedOfLight --section Occupancy --section LaunchStats \
+    --section WarpStateStats --section SchedulerStats python3 bench/wkv7.py --profile ${PROFILE_ARGS:-} > "$OUT/ncu.txt" 2>&1
+  grep -E "wkv7|Duration|Registers|Achieved Occupancy|Theoretical Occupancy|Stall|Warp Cycles Per Issued|Issued Warp|Memory Throughput|Compute \(SM\)|No Eligible|Block Limit" "$OUT/ncu.txt" | head -80
+fi

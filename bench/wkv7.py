@@ -146,13 +146,11 @@ def time_decode(N, H=32):
 
 SWEEP = [
     {},
-    {"BT": 32},
-    {"BT": 32, "INV_PREC": "tf32x3"},
-    {"BV_FWD": 16, "BV_DS": 16, "WARPS_FWD": 2, "WARPS_DS": 2},
-    {"BT": 32, "STATE_DTYPE": torch.bfloat16},
-    {"BT": 64, "INV_PREC": "tf32x3", "WARPS_FWD": 8, "WARPS_DS": 8, "WARPS_GRAD": 8},
-    {"BT": 32, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 8, "WARPS_DS": 8, "WARPS_GRAD": 8},
-    {"INV_PREC": "tf32x3"},
+    {"WARPS_GRAD": 8},
+    {"WARPS_GRAD": 2},
+    {"BV_FWD": 64, "BV_DS": 64, "WARPS_GRAD": 8},
+    {"BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 8, "WARPS_DS": 8, "WARPS_GRAD": 8},
+    {"WARPS_GRAD": 8, "STATE_DTYPE": torch.bfloat16},
 ]
 
 
@@ -215,6 +213,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="only the first shape and N=16 decode")
     p.add_argument("--out", default=None, help="write all numbers as JSON here")
+    p.add_argument("--profile", action="store_true", help="only: one forward and one backward (for ncu)")
     p.add_argument("--sweep", action="store_true", help="only: compare launch configurations at the first shape")
     p.add_argument("--config", default=None, help='JSON overrides of triton_chunk.CONFIG, e.g. \'{"BT": 32}\'')
     args = p.parse_args()
@@ -236,6 +235,12 @@ def main():
         log(f"config: {tc.CONFIG}")
     if args.sweep:
         sweep(log, SWEEP)
+        return
+    if args.profile:
+        xs, _, _ = make_inputs(8, 4096, 32, seed=3, requires_grad=True)
+        o, _ = wkv7_triton(*xs)
+        torch.autograd.grad(o, xs, torch.randn_like(o))
+        torch.cuda.synchronize()
         return
     if not check_correctness(log):
         log("CORRECTNESS FAILED: not timing")

@@ -49,7 +49,7 @@ import triton.language as tl
 # Launch settings; the bench sweeps them. BT: chunk length (16 or 32). BV_*: V-block of the sequential kernels.
 # STATE_DTYPE: how the chunk-boundary states and their gradients are kept between forward and backward.
 CONFIG = {"BT": 16, "BV_FWD": 32, "BV_DS": 32, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 4,
-          "INV_PREC": "ieee", "STATE_DTYPE": torch.float32}
+          "INV_PREC": "ieee", "STATE_DTYPE": torch.float32, "STAGES": 3}
 LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
 
@@ -255,11 +255,13 @@ def _wkv7_bwd_grad_kernel(
     d_rs = tl.dot(dO, tl.trans(S)) + tl.dot(dA_rb, b_i) + tl.dot(dA_rk, k_i)
     d_as = tl.dot(dX, tl.trans(S)) + tl.dot(dA_ab, b_i) + tl.dot(dA_ak, k_i)
     egl = tl.exp(g_last)
-    dZ = dS * egl[:, None]  # gradient w.r.t. Z = S + b_i^T u + k_i^T V, where S' = e^{g_C} Z
-    d_bi = tl.dot(tl.trans(dA_ab), a_s) + tl.dot(tl.trans(dA_rb), r_s) + tl.dot(u, tl.trans(dZ))
-    d_ki = tl.dot(tl.trans(dA_ak), a_s) + tl.dot(tl.trans(dA_rk), r_s) + tl.dot(vv, tl.trans(dZ))
-    S_end = S * egl[:, None] + tl.dot(tl.trans(b_e), u) + tl.dot(tl.trans(k_e), vv)
-    dg_last = tl.sum(dS * S_end, axis=1)  # [K]
+    # S' = e^{g_C} (S + b_i^T u + k_i^T V): the e^{g_C} of dZ = e^{g_C} dS' is applied after the products, and
+    # dg_C = rowsum(dS' * S') is assembled from the same products, so no extra [K, V] tile is live
+    uS = tl.dot(u, tl.trans(dS))  # [BT, K]
+    vS = tl.dot(vv, tl.trans(dS))  # [BT, K]
+    d_bi = tl.dot(tl.trans(dA_ab), a_s) + tl.dot(tl.trans(dA_rb), r_s) + uS * egl[None, :]
+    d_ki = tl.dot(tl.trans(dA_ak), a_s) + tl.dot(tl.trans(dA_rk), r_s) + vS * egl[None, :]
+    dg_last = egl * tl.sum(dS * S, axis=1) + tl.sum(b_e * uS, axis=0) + tl.sum(k_e * vS, axis=0)  # [K]
     ga = d_as * a_s
     dg = d_rs * r_s + ga - d_bi * b_i - d_ki * k_i
     # reverse cumulative sum over the chunk: sum_{t >= s} dg_t
@@ -307,7 +309,7 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save_states, cfg=
         r, w, k, v, a, b, o, h0, ht, states, cu_seqlens, offsets, T,
         H=H, K=K, V=V, BT=bt, BV=BV,
         USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save_states, IS_VARLEN=cu_seqlens is not None,
-        INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_FWD"],
+        INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
     )
     return o, ht, states, (offsets, n_chunks, chunk_index)
 
@@ -327,7 +329,7 @@ def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtyp
         r, w, k, a, b, do, dht, dstates, dv, dh0, cu_seqlens, offsets, T,
         H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
         USE_DHT=dht is not None, STORE_DH0=need_dh0, IS_VARLEN=cu_seqlens is not None,
-        INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_DS"],
+        INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
     )
     return dstates, dv, dh0
 
