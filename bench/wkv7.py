@@ -147,9 +147,8 @@ def time_decode(N, H=32):
 SWEEP = [
     {},
     {"WARPS_GRAD": 8},
-    {"WARPS_GRAD": 2},
-    {"BV_FWD": 64, "BV_DS": 64, "WARPS_GRAD": 8},
-    {"BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 8, "WARPS_DS": 8, "WARPS_GRAD": 8},
+    {"STAGES": 1},
+    {"BV_FWD": 32, "BV_DS": 32},
     {"WARPS_GRAD": 8, "STATE_DTYPE": torch.bfloat16},
 ]
 
@@ -158,10 +157,11 @@ def _time_config(tc, cfg, big, do):
     """Times of one configuration: inference fwd, fwd saving states, the dS pass, the gradient kernel, fwd+bwd."""
     t_f = bench(lambda: tc._fwd(*big, None, False, None, False, cfg))
     t_fs = bench(lambda: tc._fwd(*big, None, False, None, True, cfg))
-    _, _, states, layout = tc._fwd(*big, None, False, None, True, cfg)
-    t_ds = bench(lambda: tc._bwd_dstate(*big[:3], *big[4:], layout, do, None, False, None, states.dtype, cfg))
-    dst, _, _ = tc._bwd_dstate(*big[:3], *big[4:], layout, do, None, False, None, states.dtype, cfg)
-    t_g = bench(lambda: tc._bwd_grad(*big, states, dst, layout, do, None, cfg))
+    _, _, saved, layout = tc._fwd(*big, None, False, None, True, cfg)
+    sdt = saved[0].dtype
+    t_ds = bench(lambda: tc._bwd_dstate(*big[:3], *big[4:], layout, do, None, False, None, sdt, cfg))
+    dsaved, _, _ = tc._bwd_dstate(*big[:3], *big[4:], layout, do, None, False, None, sdt, cfg)
+    t_g = bench(lambda: tc._bwd_grad(*big, saved, dsaved, layout, do, None, cfg))
     xg = [x.detach().requires_grad_() for x in big]
 
     def fb():
@@ -301,8 +301,8 @@ def main():
     xs, _, _ = make_inputs(8, 4096, 32, seed=5)
     do = torch.randn_like(xs[3])
     t_fs = bench(lambda: tc._fwd(*xs, None, False, None, True))
-    o, _, states, offs = tc._fwd(*xs, None, False, None, True)
-    t_b = bench(lambda: tc._bwd(*xs, states, offs, do, None, False, None))
+    o, _, saved, layout = tc._fwd(*xs, None, False, None, True)
+    t_b = bench(lambda: tc._bwd(*xs, saved, layout, do, None, False, None))
     log(f"breakdown B=8 T=4096 H=32: fwd saving states {t_fs:.3f} ms, bwd kernel {t_b:.3f} ms")
     for name, kern in tc.LAST_KERNELS.items():
         log(f"kernel {name}: regs {getattr(kern, 'n_regs', '?')} spills {getattr(kern, 'n_spills', '?')} "

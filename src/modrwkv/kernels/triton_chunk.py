@@ -46,15 +46,32 @@ import torch
 import triton
 import triton.language as tl
 
-# Launch settings; the bench sweeps them. BT: chunk length (16 or 32). BV_*: V-block of the sequential kernels.
+# Launch settings; the bench sweeps them. BT: chunk length (16 or 32). BV_*: the largest V-block of the sequential
+# kernels (halved while there are fewer programs than 1.5 per multiprocessor: long single sequences need the
+# parallelism more than they suffer from recomputing the intra-chunk part per V-block).
 # STATE_DTYPE: how the chunk-boundary states and their gradients are kept between forward and backward.
-CONFIG = {"BT": 16, "BV_FWD": 32, "BV_DS": 32, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 4,
+CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 4,
           "INV_PREC": "ieee", "STATE_DTYPE": torch.float32, "STAGES": 3}
 LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
 
 def _interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+_SM_COUNT: dict = {}
+
+
+def _pick_bv(bv_max: int, V: int, n_heads: int, device: torch.device) -> int:
+    """The V-block of a sequential kernel: the largest <= bv_max that still gives 1.5 programs per multiprocessor."""
+    if _interpret():
+        return V  # the interpreter runs programs one after another: fewer is faster
+    if device.index not in _SM_COUNT:
+        _SM_COUNT[device.index] = torch.cuda.get_device_properties(device).multi_processor_count
+    bv = min(V, bv_max)
+    while bv > 16 and n_heads * (V // bv) < 1.5 * _SM_COUNT[device.index]:
+        bv //= 2
+    return bv
 
 
 @triton.jit
@@ -111,7 +128,7 @@ def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr):
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_fwd_kernel(
-    r, w, k, v, a, b, o, h0, ht, states, cu_seqlens, state_offsets, T,
+    r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, state_offsets, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE_STATES: tl.constexpr, IS_VARLEN: tl.constexpr,
     INV_PREC: tl.constexpr,
@@ -149,6 +166,8 @@ def _wkv7_fwd_kernel(
         Linv = _tri_inverse(A_ab, BT, INV_PREC)
         X = tl.dot(a_s, S) + tl.dot(A_ak, vv)  # [BT, BV]
         u = tl.dot(Linv, X, input_precision=INV_PREC)
+        if SAVE_STATES:
+            tl.store(ubuf + vbase + v_offs, u, mask=m_t[:, None])  # the backward reads u instead of re-solving
         out = tl.dot(r_s, S) + tl.dot(A_rb, u) + tl.dot(A_rk, vv)
         tl.store(o + vbase + v_offs, out.to(o.dtype.element_ty), mask=m_t[:, None])
         S = S * tl.exp(g_last)[:, None] + tl.dot(tl.trans(b_e), u) + tl.dot(tl.trans(k_e), vv)
@@ -160,7 +179,7 @@ def _wkv7_fwd_kernel(
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_bwd_dstate_kernel(
-    r, w, k, a, b, do, dht, dstates, dv, dh0, cu_seqlens, state_offsets, T,
+    r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, state_offsets, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr, INV_PREC: tl.constexpr,
 ):
@@ -198,6 +217,7 @@ def _wkv7_bwd_dstate_kernel(
         Linv = _tri_inverse(A_ab, BT, INV_PREC)
         du = tl.dot(tl.trans(A_rb), dO) + tl.dot(b_e, dS)
         dX = tl.dot(tl.trans(Linv), du, input_precision=INV_PREC)
+        tl.store(dxbuf + vbase + v_offs, dX, mask=m_t[:, None])  # for the gradient kernel
         dvv = tl.dot(tl.trans(A_rk), dO) + tl.dot(tl.trans(A_ak), dX) + tl.dot(k_e, dS)
         tl.store(dv + vbase + v_offs, dvv.to(dv.dtype.element_ty), mask=m_t[:, None])
         dS = dS * tl.exp(g_last)[:, None] + tl.dot(tl.trans(r_s), dO) + tl.dot(tl.trans(a_s), dX)
@@ -207,12 +227,12 @@ def _wkv7_bwd_dstate_kernel(
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_bwd_grad_kernel(
-    r, w, k, v, a, b, do, states, dstates, dr, dw, dk, da, db, cu_seqlens, state_offsets, chunk_index, T,
+    r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, state_offsets, chunk_index, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
     INV_PREC: tl.constexpr,
 ):
-    """Grid (chunks, H): fully parallel. From the chunk's start state S and end-state gradient dS' (both stored),
-    recomputes u and dX and writes dr, dw, dk, da, db of the chunk (formulas in the module docstring)."""
+    """Grid (chunks, H): fully parallel. From the chunk's start state S, end-state gradient dS', u and dX (all
+    stored by the sequential kernels) writes dr, dw, dk, da, db of the chunk (formulas in the module docstring)."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     if IS_VARLEN:
         i_n = tl.load(chunk_index + 2 * i_c)
@@ -244,10 +264,9 @@ def _wkv7_bwd_grad_kernel(
     strict = o_t[:, None] > o_t[None, :]
     incl = o_t[:, None] >= o_t[None, :]
 
-    Linv = _tri_inverse(A_ab, BT, INV_PREC)
-    u = tl.dot(Linv, tl.dot(a_s, S) + tl.dot(A_ak, vv), input_precision=INV_PREC)  # [BT, V]
-    du = tl.dot(tl.trans(A_rb), dO) + tl.dot(b_e, dS)
-    dX = tl.dot(tl.trans(Linv), du, input_precision=INV_PREC)
+    # u (forward) and dX (reverse pass) were stored by the sequential kernels: no triangular solve here
+    u = tl.load(ubuf + vbase + v_offs, mask=m_t[:, None], other=0)  # [BT, V] fp32
+    dX = tl.load(dxbuf + vbase + v_offs, mask=m_t[:, None], other=0)  # [BT, V] fp32
     dA_ab = tl.where(strict, tl.dot(dX, tl.trans(u)), 0.0)
     dA_ak = tl.where(strict, tl.dot(dX, tl.trans(vv)), 0.0)
     dA_rb = tl.where(incl, tl.dot(dO, tl.trans(u)), 0.0)
@@ -294,7 +313,9 @@ def _layout(cu_seqlens: torch.Tensor | None, B: int, T: int, bt: int):
     return offsets, int(per_seq.sum()), n_chunks, chunk_index
 
 
-def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save_states, cfg=None):
+def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
+    """Forward launch. With ``save`` also returns what the backward reads: (chunk-start states [NS, H, K, V],
+    u [B, T, H, V] fp32). Returns (o, final state or None, saved or None, layout)."""
     cfg = cfg or CONFIG
     B, T, H, K = r.shape
     V = v.shape[-1]
@@ -303,71 +324,74 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save_states, cfg=
     o = torch.empty_like(v, dtype=r.dtype)
     ht = r.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
     offsets, ns, n_chunks, chunk_index = _layout(cu_seqlens, B, T, bt)
-    states = r.new_empty(ns, H, K, V, dtype=cfg["STATE_DTYPE"]) if save_states else None
-    BV = min(V, cfg["BV_FWD"]) if not _interpret() else V
+    states = r.new_empty(ns, H, K, V, dtype=cfg["STATE_DTYPE"]) if save else None
+    ubuf = torch.empty_like(v, dtype=torch.float32) if save else None
+    BV = _pick_bv(cfg["BV_FWD"], V, N * H, r.device)
     LAST_KERNELS["fwd"] = _wkv7_fwd_kernel[(V // BV, N * H)](
-        r, w, k, v, a, b, o, h0, ht, states, cu_seqlens, offsets, T,
+        r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, offsets, T,
         H=H, K=K, V=V, BT=bt, BV=BV,
-        USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save_states, IS_VARLEN=cu_seqlens is not None,
+        USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save, IS_VARLEN=cu_seqlens is not None,
         INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
     )
-    return o, ht, states, (offsets, n_chunks, chunk_index)
+    return o, ht, ((states, ubuf) if save else None), (offsets, n_chunks, chunk_index)
 
 
 def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtype, cfg):
-    """The reverse pass: (dstates [NS, H, K, V], dv, dh0 or None)."""
+    """The reverse pass: ((dstates [NS, H, K, V], dX [B, T, H, V] fp32), dv, dh0 or None)."""
     B, T, H, K = r.shape
     V = do.shape[-1]
     offsets, n_chunks, chunk_index = layout
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     dv = torch.empty_like(do, dtype=r.dtype)
     dh0 = r.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
-    ns = n_chunks + N
-    dstates = r.new_empty(ns, H, K, V, dtype=state_dtype)
-    BV = min(V, cfg["BV_DS"]) if not _interpret() else V
+    dstates = r.new_empty(n_chunks + N, H, K, V, dtype=state_dtype)
+    dxbuf = torch.empty_like(do, dtype=torch.float32)
+    BV = _pick_bv(cfg["BV_DS"], V, N * H, r.device)
     LAST_KERNELS["bwd_dstate"] = _wkv7_bwd_dstate_kernel[(V // BV, N * H)](
-        r, w, k, a, b, do, dht, dstates, dv, dh0, cu_seqlens, offsets, T,
+        r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, offsets, T,
         H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
         USE_DHT=dht is not None, STORE_DH0=need_dh0, IS_VARLEN=cu_seqlens is not None,
         INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
     )
-    return dstates, dv, dh0
+    return (dstates, dxbuf), dv, dh0
 
 
-def _bwd_grad(r, w, k, v, a, b, states, dstates, layout, do, cu_seqlens, cfg):
+def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg):
     """The chunk-parallel gradients: (dr, dw, dk, da, db)."""
     B, T, H, K = r.shape
     V = v.shape[-1]
     offsets, n_chunks, chunk_index = layout
+    (states, ubuf), (dstates, dxbuf) = saved, dsaved
     dr, dw, dk, da, db = (torch.empty_like(x) for x in (r, w, k, a, b))
     if n_chunks > 0:
         LAST_KERNELS["bwd_grad"] = _wkv7_bwd_grad_kernel[(n_chunks, H)](
-            r, w, k, v, a, b, do, states, dstates, dr, dw, dk, da, db, cu_seqlens, offsets, chunk_index, T,
+            r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, offsets,
+            chunk_index, T,
             H=H, K=K, V=V, BT=cfg["BT"], IS_VARLEN=cu_seqlens is not None,
             INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_GRAD"],
         )
     return dr, dw, dk, da, db
 
 
-def _bwd(r, w, k, v, a, b, states, layout, do, dht, need_dh0, cu_seqlens, cfg=None):
+def _bwd(r, w, k, v, a, b, saved, layout, do, dht, need_dh0, cu_seqlens, cfg=None):
     cfg = cfg or CONFIG
-    dstates, dv, dh0 = _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, states.dtype, cfg)
-    dr, dw, dk, da, db = _bwd_grad(r, w, k, v, a, b, states, dstates, layout, do, cu_seqlens, cfg)
+    dsaved, dv, dh0 = _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, saved[0].dtype, cfg)
+    dr, dw, dk, da, db = _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg)
     return dr, dw, dk, dv, da, db, dh0
 
 
 class WKV7TritonFunction(torch.autograd.Function):
-    """Autograd wrapper: the forward saves the chunk-start states that the backward reads."""
+    """Autograd wrapper: the forward saves the chunk-start states and u, which the backward reads."""
 
     @staticmethod
     def forward(ctx, r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens):
         # inside autograd.Function.forward grad mode is off; ctx.needs_input_grad tells what the backward needs
         save = any(ctx.needs_input_grad[:7])
         cfg = dict(CONFIG)
-        o, ht, states, layout = _fwd(r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save, cfg)
+        o, ht, saved, layout = _fwd(r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save, cfg)
         if save:
             offsets, n_chunks, chunk_index = layout
-            ctx.save_for_backward(r, w, k, v, a, b, states, offsets, chunk_index, cu_seqlens)
+            ctx.save_for_backward(r, w, k, v, a, b, *saved, offsets, chunk_index, cu_seqlens)
             ctx.n_chunks = n_chunks
             ctx.cfg = cfg
             ctx.has_h0 = initial_state is not None
@@ -375,9 +399,9 @@ class WKV7TritonFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        r, w, k, v, a, b, states, offsets, chunk_index, cu_seqlens = ctx.saved_tensors
+        r, w, k, v, a, b, states, ubuf, offsets, chunk_index, cu_seqlens = ctx.saved_tensors
         dht = dht.contiguous().float() if dht is not None else None
-        dr, dw, dk, dv, da, db, dh0 = _bwd(r, w, k, v, a, b, states, (offsets, ctx.n_chunks, chunk_index),
+        dr, dw, dk, dv, da, db, dh0 = _bwd(r, w, k, v, a, b, (states, ubuf), (offsets, ctx.n_chunks, chunk_index),
                                            do.contiguous(), dht, ctx.has_h0, cu_seqlens, ctx.cfg)
         return dr, dw, dk, dv, da, db, dh0, None, None
 
