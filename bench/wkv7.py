@@ -256,6 +256,7 @@ def main():
     table = []
     for i, (_, B, T, H) in enumerate(shapes):
         rows = time_seq("dense", B, T, H, with_torch=(i == 0))
+        log(f"measured B={B} T={T} H={H} (fwd ms, fwd+bwd ms): {rows}")
         n_el = B * T * H * K
         floor = (7 * n_el * 2 / bw * 1e3, 20 * n_el * 2 / bw * 1e3)
         results["seq"][f"{B}x{T}x{H}"] = {"rows": rows, "floor": floor}
@@ -267,6 +268,7 @@ def main():
         cu = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).to("cuda", torch.int32)
         T = int(cu[-1])
         rows = time_seq("varlen", 1, T, 32, cu=cu)
+        log(f"measured varlen {lengths.tolist()} (fwd ms, fwd+bwd ms): {rows}")
         n_el = T * 32 * K
         floor = (7 * n_el * 2 / bw * 1e3, 20 * n_el * 2 / bw * 1e3)
         name = f"varlen {len(lengths)} seqs, T={T}, H=32"

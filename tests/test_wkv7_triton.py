@@ -89,6 +89,19 @@ def test_bf16_no_state():
     assert rel(o, ro) < 1e-2, f"seed {seed}"  # bf16 rounding of the output dominates
 
 
+def test_bf16_gradients_varlen():
+    """bf16 inputs keep the saved chunk states in bf16 (STATE_DTYPE "auto"): values and gradients stay near bf16
+    rounding of the outputs."""
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    lengths = [20, 33]
+    cu = torch.tensor([0] + lengths).cumsum(0).to(DEVICE, torch.int32)
+    xs = make_inputs(1, sum(lengths), 2, 16, seed, dtype=torch.bfloat16)
+    h0 = torch.randn(2, 2, 16, 16, generator=torch.Generator().manual_seed(seed + 2)).to(DEVICE)
+    errs = run_both(xs, h0, cu, seed)
+    bad = {n: e for n, e in errs.items() if not e < 1e-2}
+    assert not bad, f"seed {seed}: {errs}"
+
+
 @pytest.mark.parametrize("K", [16, 64])
 def test_decode_step(K):
     seed = int(torch.randint(0, 2**31 - 1, ()))

@@ -49,9 +49,11 @@ import triton.language as tl
 # Launch settings; the bench sweeps them. BT: chunk length (16 or 32). BV_*: the largest V-block of the sequential
 # kernels (halved while there are fewer programs than 1.5 per multiprocessor: long single sequences need the
 # parallelism more than they suffer from recomputing the intra-chunk part per V-block).
-# STATE_DTYPE: how the chunk-boundary states and their gradients are kept between forward and backward.
-CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 4,
-          "INV_PREC": "ieee", "STATE_DTYPE": torch.float32, "STAGES": 3}
+# STATE_DTYPE: how the chunk-boundary states and their gradients are kept between forward and backward; "auto" is
+# bf16 for bf16/fp16 inputs (measured: worst relative gradient error 2.76e-3 vs 2.72e-3 with fp32, 0.55 ms less
+# fwd+bwd at B=8 T=4096 H=32) and fp32 for fp32 inputs. The recurrence itself always runs in fp32.
+CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 8,
+          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3}
 LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
 
@@ -324,7 +326,10 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
     o = torch.empty_like(v, dtype=r.dtype)
     ht = r.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
     offsets, ns, n_chunks, chunk_index = _layout(cu_seqlens, B, T, bt)
-    states = r.new_empty(ns, H, K, V, dtype=cfg["STATE_DTYPE"]) if save else None
+    state_dtype = cfg["STATE_DTYPE"]
+    if state_dtype == "auto":
+        state_dtype = torch.float32 if r.dtype == torch.float32 else torch.bfloat16
+    states = r.new_empty(ns, H, K, V, dtype=state_dtype) if save else None
     ubuf = torch.empty_like(v, dtype=torch.float32) if save else None
     BV = _pick_bv(cfg["BV_FWD"], V, N * H, r.device)
     LAST_KERNELS["fwd"] = _wkv7_fwd_kernel[(V // BV, N * H)](
