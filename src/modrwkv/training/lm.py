@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..backbone.factory import resolve_checkpoint
 from ..data.text_corpus import CorpusConfig, load_split, prepare_corpus
 from .resolvers import lookup
 
@@ -141,7 +142,9 @@ def init_checkpoint(cfg: DictConfig) -> str | None:
 def build_lm_run(cfg: DictConfig) -> tuple[nn.Module, TextDataModule, str]:
     """(model, datamodule, "text") for ``training.run.train`` when ``cfg.task.name == "lm"``."""
     ckpt = init_checkpoint(cfg)
-    backbone = instantiate(cfg.backbone.module, checkpoint=ckpt)  # a missing file: WeightFileMissing names it
+    if ckpt:
+        resolve_checkpoint(ckpt, cfg.paths.weights)  # a missing file: WeightFileMissing naming it, before any work
+    backbone = instantiate(cfg.backbone.module, checkpoint=ckpt)
     if ckpt:
         log.info("text pretraining continues from %s", ckpt)
     backbone.requires_grad_(True)

@@ -1,0 +1,1 @@
+"""MLflow -> pandas -> the paper's tables and figures (used by summarize.py, the notebook and the tests)."""
