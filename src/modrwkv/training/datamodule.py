@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from ..data.collate import PackedCollate
 from ..data.skips import SkipCounter
+from .distributed import RankStride, rank_and_world, train_plan
 
 log = logging.getLogger("modrwkv.training")
 
@@ -37,6 +38,10 @@ class ModRWKVDataModule(L.LightningDataModule):
         batch_size / eval_batch_size: samples per packed batch. max_tokens: longest packed row.
         shuffle_buffer, resampled, epoch_length: see ``modrwkv.data.reader.make_dataset``.
         max_skips, max_skip_fraction: corrupt-sample limits (past them the run stops with a clear error).
+
+    Several processes (DDP/FSDP): each rank trains on its own shards (or resampled ones) for the same fixed number
+    of samples (``epoch_length``, default: the training set divided by the world size), and evaluates every
+    world-size-th sample; see ``modrwkv.training.distributed.train_plan``.
     """
 
     def __init__(self, modality: str, root: str, source: str = "offline", generator: dict | None = None,
@@ -79,13 +84,32 @@ class ModRWKVDataModule(L.LightningDataModule):
                     raise FileNotFoundError(f"no shards in {Path(self.root) / split}: convert a dataset first "
                                             "(python -m modrwkv.data.convert_llava --help, ...) or use data=offline")
 
+    def setup(self, stage: str | None = None):
+        # Lightning runs prepare_data on one process per node only: the other ranks read what it wrote
+        if self.source == "offline" and not self.manifest:
+            from ..data.prepare import load_prepared
+
+            self.manifest = load_prepared(self.root).manifest
+
     def _dataset(self, split: str, train: bool):
-        from ..data.reader import make_dataset
+        from ..data.reader import list_shards, make_dataset
 
         folder = Path(self.root) / split
-        return make_dataset(str(folder), shuffle=self.shuffle_buffer if train else 0,
-                            resampled=self.resampled and train, epoch_length=self.epoch_length if train else None,
-                            seed=self.seed, skip_counter=self.skips)
+        rank, world = rank_and_world(self.trainer)
+        if not train:  # every sample once over all ranks (one rank: the whole split in order)
+            data = make_dataset(str(folder), shuffle=0, seed=self.seed, split_by_node=False, skip_counter=self.skips)
+            return data if world == 1 else RankStride(data, rank, world)
+        # several ranks: the same number of samples on each (else a rank waits forever in the gradient all-reduce)
+        count = self.manifest.get("counts", {}).get(split, {}).get("samples")
+        plan = train_plan(list_shards(str(folder)), rank, world, num_workers=self.num_workers, num_samples=count,
+                          epoch_length=self.epoch_length, resampled=self.resampled)
+        if world > 1:
+            log.info("rank %d/%d reads %s training shards (%s), %d samples per epoch", rank, world,
+                     len(plan.urls), plan.mode, plan.epoch_length)
+        # the plan already split the shards between ranks
+        return make_dataset(plan.urls, shuffle=self.shuffle_buffer, resampled=plan.resampled,
+                            epoch_length=plan.epoch_length, seed=self.seed, split_by_node=False,
+                            skip_counter=self.skips)
 
     def _loader(self, split: str, train: bool):
         if self.collate is None:

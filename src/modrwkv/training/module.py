@@ -40,6 +40,8 @@ class ModRWKVModule(L.LightningModule):
     # ---- training ------------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         if batch is None:  # every sample of this batch was corrupt (counted by the collate)
+            if self.trainer.world_size > 1:  # the other ranks wait in the gradient all-reduce: join with zeros
+                return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
             return None
         out = self.model(batch)
         n = int(batch["cu_seqlens"].numel() - 1) if batch.get("cu_seqlens") is not None else 1
@@ -63,7 +65,7 @@ class ModRWKVModule(L.LightningModule):
             return
         out = self.model(packed)
         self.log(f"{split}/loss", out["loss"], batch_size=len(samples), sync_dist=True)
-        if metrics is None or not self.eval_cfg["generate"]:
+        if metrics is None or not self.eval_cfg["generate"] or self._sharded():
             return
         limit = self.eval_cfg["max_batches"]
         if limit is not None and batch_idx >= limit:
@@ -74,9 +76,14 @@ class ModRWKVModule(L.LightningModule):
         preds = self.model.generate_batch(kept, max_new_tokens=max_new)
         extra = update_metrics(metrics, self.modality, kept, preds)
         for k, v in extra.items():
-            self.log(f"{split}/{k}", v, reduce_fx="sum", batch_size=len(kept))
+            self.log(f"{split}/{k}", v, reduce_fx="sum", batch_size=len(kept), sync_dist=True)
         if batch_idx == 0 and self.global_rank == 0:
             self._example = (kept[0].get("conversation"), preds[0])
+
+    def _sharded(self) -> bool:
+        """Parameters sharded over ranks (FSDP): generation steps through blocks outside FSDP's forward, which would
+        see only this rank's shard, so the generation metrics are skipped (the loss is still evaluated)."""
+        return type(self.trainer.strategy).__name__.startswith("FSDP")
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, batch_idx, "val", self.val_metrics)
@@ -87,8 +94,10 @@ class ModRWKVModule(L.LightningModule):
     def _log_metrics(self, metrics):
         if metrics is None:
             return
-        if any(m.update_called for m in metrics.values()):
-            self.log_dict(metrics.compute(), prog_bar=True)
+        updated = any(m.update_called for m in metrics.values())
+        # compute() gathers the states of all ranks, so every rank must call it (or none): decide together
+        if self.trainer.strategy.reduce_boolean_decision(updated, all=False):
+            self.log_dict(metrics.compute(), prog_bar=True, sync_dist=True)  # equal on all ranks: a no-op mean
         metrics.reset()
 
     def on_validation_epoch_end(self):

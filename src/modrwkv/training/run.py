@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .build import build_model
+from .distributed import check_launch, cluster_overrides, is_multirun
 from .mlflow_runs import job_run_name, parent_run_id
 from .module import ModRWKVModule
 from .params import run_params
@@ -81,8 +82,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     if not logger:  # the LR monitor needs a logger to write to
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-    if logger:
+    # a job that submitit started once per device: each process is one rank (no relaunch); else as configured
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **cluster_overrides())
+    check_launch(trainer, multirun=is_multirun())
+    if logger:  # Lightning's loggers write on global rank 0 only
         logger.log_hyperparams(run_params(cfg))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
@@ -95,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if logger and hasattr(logger, "finalize"):
             logger.finalize("failed")
         raise
-    if logger and cfg.logger.kind == "mlflow":
+    if logger and cfg.logger.kind == "mlflow" and trainer.is_global_zero:  # the other ranks have no MLflow run
         client, run_id = logger.experiment, logger.run_id
         client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         client.log_text(run_id, json.dumps(metrics, indent=1, sort_keys=True), "final_metrics.json")
