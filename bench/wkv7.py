@@ -210,9 +210,11 @@ def sweep(log, configs):
 
 
 def main():
+    global FLA
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="only the first shape and N=16 decode")
     p.add_argument("--out", default=None, help="write all numbers as JSON here")
+    p.add_argument("--tail", action="store_true", help="only: the varlen batch (ours) and the decode steps")
     p.add_argument("--profile", action="store_true", help="only: one forward and one backward (for ncu)")
     p.add_argument("--sweep", action="store_true", help="only: compare launch configurations at the first shape")
     p.add_argument("--config", default=None, help='JSON overrides of triton_chunk.CONFIG, e.g. \'{"BT": 32}\'')
@@ -235,6 +237,16 @@ def main():
         log(f"config: {tc.CONFIG}")
     if args.sweep:
         sweep(log, SWEEP)
+        return
+    if args.tail:
+        lengths = torch.randint(500, 7000, (8,), generator=torch.Generator().manual_seed(0))
+        lengths[-1] = 32768 - int(lengths[:-1].sum())
+        cu = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).to("cuda", torch.int32)
+        fla_saved, FLA = FLA, None  # fla's varlen autotuning does not fit this run
+        log(f"measured varlen {lengths.tolist()} H=32 (fwd ms, fwd+bwd ms): {time_seq('varlen', 1, 32768, 32, cu=cu)}")
+        FLA = fla_saved
+        for N in (1, 16, 64):
+            log(f"decode N={N} H=32 (ms): {time_decode(N)}")
         return
     if args.profile:
         xs, _, _ = make_inputs(8, 4096, 32, seed=3, requires_grad=True)
