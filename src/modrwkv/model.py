@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from modrwkv.data.chat import IGNORE_INDEX, PLACEHOLDER_ID, ChatTemplate
 from modrwkv.generation import decode, make_generator
+from modrwkv.losses import labelled_token_loss
 
 
 @dataclass
@@ -116,14 +116,7 @@ class ModRWKV(nn.Module):
         targets = labels[:, 1:].clone()  # (1, T - 1)
         if cu is not None and cu.numel() > 2:
             targets[:, cu[1:-1].to(device).long() - 1] = IGNORE_INDEX
-        sel = targets != IGNORE_INDEX
-        n = int(sel.sum())
-        if n == 0:
-            return {"loss": hidden.sum() * 0.0, "num_tokens": 0}
-        logits = self.backbone.head(hidden[:, :-1][sel])  # (n, V): the head only where there is a label
-        if logits.dtype in (torch.float16, torch.bfloat16):  # the softmax over 65536 classes in fp32 at least
-            logits = logits.float()
-        loss = F.cross_entropy(logits, targets[sel])
+        loss, n = labelled_token_loss(self.backbone.head, hidden[:, :-1], targets, IGNORE_INDEX)
         return {"loss": loss, "num_tokens": n}
 
     # -- generation -----------------------------------------------------------------------------------------
