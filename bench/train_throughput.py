@@ -1,0 +1,151 @@
+"""Training throughput of ModRWKV against a Transformer MLLM of the same size, one GPU, one process.
+
+    python bench/train_throughput.py [--sizes 0.4b 1.5b] [--ctx 2048 8192 16384] [--compile] [--out r.json]
+    python bench/train_throughput.py --smoke            # CPU, tiny sizes, seconds: checks the script runs
+
+One step = forward + backward + fused AdamW on a packed batch of ``--tokens`` tokens (rows of ``ctx`` tokens, each
+"\\x16User: " + 576 image tokens from the frozen SigLIP2-B/16-384 tower through the MLP adapter + text; labels on
+the text). Both models run through the same `ModRWKV` wrapper (encoder, adapter, loss, LM head on labelled positions
+only); the Transformer gets each row as its own causal sequence (flash attention), RWKV-7 the packed row with
+cu_seqlens (its state restarts at each sample), as training does.
+
+Reported per (model, size, context): median step time, tokens/s, model FLOPs (see `common.train_step_flops`:
+6 x matmul weights x tokens for the trained parts + 3 x the sequence-mixing term, encoder forward only), MFU against
+the H100's dense bf16 peak (989 TFLOP/s) and against the matrix product rate measured in the same run, peak memory.
+If a step runs out of memory it is retried with gradient checkpointing (recorded as "ckpt").
+Precision: "bf16" keeps parameters and AdamW state in bf16 (default, as fast as the hardware allows for both
+models); "bf16-mixed" keeps fp32 parameters under bf16 autocast (what conf/trainer/gpu.yaml trains with).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import traceback
+
+import common
+import torch
+
+
+def make_optimizer(model, device):
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = torch.device(device).type == "cuda"
+    return torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0, fused=fused)
+
+
+def run_config(model, opt, batch, ctx, args, device) -> dict:
+    """Time one (model, context) configuration; retries once with gradient checkpointing on OOM."""
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16-mixed" and
+                torch.device(device).type == "cuda" else contextlib.nullcontext())
+
+    def step():
+        with autocast:
+            loss = model(batch)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    flops = common.train_step_flops(model, batch, ctx)
+    row = {"ctx": ctx, "rows": batch["cu_seqlens"].numel() - 1, "tokens": flops["tokens"], "ckpt": False}
+    for ckpt in ((False, True) if not args.ckpt else (True,)):
+        model.backbone.grad_checkpointing = ckpt
+        row["ckpt"] = ckpt
+        common.reset_peak(device)
+        t = None
+        try:
+            t = common.time_fn(step, device, warmup=args.warmup, iters=args.iters)
+        except torch.OutOfMemoryError:
+            print(f"   OOM at ctx {ctx} (checkpointing {ckpt})", flush=True)
+        if t is not None:
+            break
+        # outside the except block, so the traceback's frames (holding activations) are gone before freeing
+        opt.zero_grad(set_to_none=True)
+        common.free_memory()
+    model.backbone.grad_checkpointing = False
+    if t is None:
+        row["error"] = "OOM"
+        return row
+    sec = t["median_ms"] / 1e3
+    row.update(step_ms=t["median_ms"], step_ms_all=t["times_ms"], tokens_per_s=flops["tokens"] / sec,
+               tflops=flops["total"] / sec / 1e12, mfu=flops["total"] / sec / 1e12 / common.H100_BF16_DENSE_TFLOPS,
+               peak_gib=common.peak_gib(device), flops=flops)
+    if args.matmul_tflops:
+        row["mfu_vs_measured_matmul"] = row["tflops"] / args.matmul_tflops
+    return row
+
+
+def bench_model(arch, size, args, device, dtype) -> list[dict]:
+    """Build one model (and its optimizer) once, then time every context."""
+    common.free_memory()
+    model = common.build_mllm(arch, size, device, dtype, tiny_encoder=args.smoke, kv_heads=args.kv_heads)
+    model.train()
+    if args.compile:
+        common.compile_blocks("rwkv" if arch == "rwkv" else "transformer", "forward")
+    opt = make_optimizer(model, device)
+    n_params = sum(p.numel() for p in model.backbone.parameters())
+    rows = []
+    for ctx in args.ctx:
+        n_rows = max(1, args.tokens // ctx)
+        batch = common.synthetic_batch(n_rows, ctx, model.encoder.num_tokens, model.encoder.image_size,
+                                       model.backbone.config.vocab_size, device, dtype)
+        try:
+            row = run_config(model, opt, batch, ctx, args, device)
+        except Exception as e:  # record and go on: one broken configuration must not cost the others
+            traceback.print_exc()
+            row = {"ctx": ctx, "error": f"{type(e).__name__}: {e}"[:500]}
+            opt.zero_grad(set_to_none=True)
+        row.update(model=arch, size=size, backbone_params=n_params, compile=args.compile, precision=args.precision)
+        rows.append(row)
+        print(f"   {arch:11s} {size:5s} ctx {ctx:6d}: " + (f"{row['tokens_per_s']:.0f} tok/s, MFU {row['mfu']:.3f}, "
+              f"peak {row['peak_gib'] or 0:.1f} GiB, ckpt {row['ckpt']}" if "tokens_per_s" in row else
+              row.get("error", "?")), flush=True)
+        del batch
+    del model, opt
+    common.free_memory()
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", default=["0.4b", "1.5b"])
+    ap.add_argument("--ctx", nargs="+", type=int, default=[2048, 8192, 16384])
+    ap.add_argument("--tokens", type=int, default=16384, help="tokens per step (rows = tokens // ctx)")
+    ap.add_argument("--models", nargs="+", default=["rwkv", "transformer"], choices=["rwkv", "transformer"])
+    ap.add_argument("--precision", default="bf16", choices=["bf16", "bf16-mixed"])
+    ap.add_argument("--compile", action="store_true", help="torch.compile the blocks (WKV-7 kernel stays eager)")
+    ap.add_argument("--ckpt", action="store_true", help="always use gradient checkpointing")
+    ap.add_argument("--kv-heads", type=int, default=None, help="Transformer KV heads (default: MHA)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--smoke", action="store_true", help="CPU (or GPU if present), tiny sizes, one timed step")
+    ap.add_argument("--out", default=None, help="JSON path (default $OUT/train_throughput.json)")
+    args = ap.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.smoke:
+        args.sizes, args.ctx, args.tokens, args.warmup, args.iters = ["tiny"], [64], 128, 1, 1
+    dtype = torch.float32 if (args.precision == "bf16-mixed" or device == "cpu") else torch.bfloat16
+    env = common.environment()
+    ceilings = common.measure_ceilings(device)
+    args.matmul_tflops = ceilings["matmul_TFLOPs"]
+    print(f"{env.get('gpu')} torch {env['torch']} triton {env['triton']}; ceilings {ceilings}", flush=True)
+    rows = []
+    for size in args.sizes:
+        for arch in args.models:
+            rows += bench_model(arch, size, args, device, dtype)
+    # speed-up of RWKV over the Transformer at each (size, ctx)
+    by = {(r["model"], r["size"], r["ctx"]): r for r in rows}
+    for r in rows:
+        other = by.get(("transformer", r["size"], r["ctx"]))
+        if r["model"] == "rwkv" and other and "tokens_per_s" in r and "tokens_per_s" in other:
+            r["speedup_vs_transformer"] = r["tokens_per_s"] / other["tokens_per_s"]
+    result = {"bench": "train_throughput", "env": env, "ceilings": ceilings, "args": vars(args), "rows": rows}
+    common.write_json(args.out or common.default_out("train_throughput" + ("_compile" if args.compile else "")
+                                                      + ".json"), result)
+    common.print_table(rows, ["model", "size", "ctx", "rows", "ckpt", "step_ms", "tokens_per_s", "mfu", "peak_gib",
+                              "speedup_vs_transformer", "error"],
+                       f"training step, {args.precision}, compile={args.compile}, {env.get('gpu') or 'cpu'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The end-to-end benches (bench/): their smoke modes run on the CPU, and what they count is right.
+
+The device numbers come from bench/run_device_e2e.sh; these tests only keep the scripts from rotting (tiny sizes).
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import common  # noqa: E402
+from transformer_baseline import TransformerConfig, TransformerLM, rwkv_param_count  # noqa: E402
+
+from modrwkv.backbone.config import RWKV7Config  # noqa: E402
+from modrwkv.backbone.model import RWKV7  # noqa: E402
+
+
+@pytest.mark.parametrize("size", ["0.4b", "1.5b"])
+def test_transformer_matches_rwkv_width_depth_and_params(size):
+    cfg = RWKV7Config.from_name(size)
+    with torch.device("meta"):
+        rwkv = RWKV7(cfg)
+        tf = TransformerLM(TransformerConfig.matched_to(cfg))
+    n_rwkv = sum(p.numel() for p in rwkv.parameters())
+    n_tf = sum(p.numel() for p in tf.parameters())
+    assert n_rwkv == rwkv_param_count(cfg)
+    assert (tf.config.n_layer, tf.config.n_embd, tf.config.vocab_size) == (cfg.n_layer, cfg.n_embd, cfg.vocab_size)
+    assert abs(n_tf / n_rwkv - 1) < 0.005
+
+
+def test_bench_vision_tower_has_siglip2_b16_384_shape():
+    """The timm tower the benches use is the one open_clip builds for ViT-B-16-SigLIP2-384 (same parameter shapes)."""
+    open_clip = pytest.importorskip("open_clip")
+    from open_clip.model import _build_vision_tower
+
+    cfg = open_clip.get_model_config("ViT-B-16-SigLIP2-384")
+    with torch.device("meta"):
+        ours = common.BenchVisionTower()
+        theirs = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"])
+    shapes = {n: p.shape for n, p in ours.trunk.named_parameters()}
+    assert shapes == {n[len("trunk."):]: p.shape for n, p in theirs.named_parameters() if n.startswith("trunk.")}
+    assert (ours.num_tokens, ours.out_dim, ours.image_size) == (576, 768, 384)
+
+
+def test_transformer_packed_rows_and_kv_cache_equal_parallel():
+    torch.manual_seed(0)
+    cfg = TransformerConfig(n_layer=2, n_embd=64, n_head=2, n_kv_head=1, head_dim=32, ffn_dim=96, vocab_size=50)
+    model = TransformerLM(cfg).double()
+    ids = torch.randint(0, 50, (2, 12))
+    par = model(ids)
+    cu = torch.tensor([0, 12, 24])
+    packed = model(ids.reshape(1, -1), cu_seqlens=cu).view_as(par)
+    torch.testing.assert_close(packed, par)
+    uneven = model(ids.reshape(1, -1)[:, :20], cu_seqlens=torch.tensor([0, 12, 20]))
+    torch.testing.assert_close(uneven[0, 12:], model(ids[1:, :8])[0])
+    cache = model.new_cache(2, 16)
+    outs = [model.prefill(model.embed(ids[:, :5]), cache)]
+    outs += [model.decode_step(ids[:, t], cache) for t in range(5, 11)]
+    torch.testing.assert_close(torch.stack(outs, 1), par[:, 4:11])
+
+
+def test_train_flops_count_the_labelled_head_and_both_sequence_mixers():
+    model = common.build_mllm("rwkv", "tiny", "cpu", torch.float32, tiny_encoder=True)
+    batch = common.synthetic_batch(2, 64, model.encoder.num_tokens, model.encoder.image_size, 1024, "cpu",
+                                   torch.float32)
+    f = common.train_step_flops(model, batch, 64)
+    cfg = model.backbone.config
+    # every text token after the image is a label, predicted from the position before it (7 prefix, 16 image tokens)
+    assert f["labelled"] == 2 * (64 - 7 - 16)
+    assert f["head"] == 6 * cfg.vocab_size * cfg.n_embd * f["labelled"]
+    assert f["sequence_mixing"] == 3 * cfg.n_layer * cfg.n_head * 8 * 64**2 * 128
+    assert f["total"] == sum(f[k] for k in ("blocks", "head", "sequence_mixing", "encoder", "adapter"))
+
+
+def test_smoke_runs(tmp_path):
+    """Every bench's --smoke mode on the CPU (tiny models, a step or two): the scripts run and write JSON."""
+    import check_e2e
+    import decode
+    import modality_tokens
+    import train_throughput
+
+    assert check_e2e.main(["--smoke", "--out", str(tmp_path / "c.json")]) == 0
+    res = train_throughput.main(["--smoke", "--out", str(tmp_path / "t.json"), "--iters", "1"])
+    assert all("tokens_per_s" in r for r in res["rows"]) and len(res["rows"]) == 2
+    res = decode.main(["--smoke", "--out", str(tmp_path / "d.json")])
+    assert all("decode_ms" in r for r in res["rows"])
+    res = modality_tokens.main(["--smoke", "--out", str(tmp_path / "m.json"), "--models", "rwkv"])
+    assert [r["modality_tokens"] for r in res["rows"]] == [16, 7, 5, 3]
+    assert all(p.exists() for p in (tmp_path / n for n in ("c.json", "t.json", "d.json", "m.json")))
