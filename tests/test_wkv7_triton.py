@@ -7,11 +7,19 @@ tests/gpu/test_wkv7_gpu.py.
 from __future__ import annotations
 
 import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")  # must be set before triton is imported
+import sys
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # no GPU: Triton's interpreter. @triton.jit decides when our kernel modules are imported, so this only works if
+    # nothing imported them before (CI exports TRITON_INTERPRET=1 before Python starts, which always works)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    _chunk = sys.modules.get("modrwkv.kernels.triton_chunk")
+    if _chunk is not None and type(_chunk._wkv7_fwd_kernel).__name__ != "InterpretedFunction":
+        pytest.skip("Triton kernels were imported before TRITON_INTERPRET=1 was set; export it before running pytest",
+                    allow_module_level=True)
 
 triton = pytest.importorskip("triton")
 
@@ -20,7 +28,10 @@ from modrwkv.kernels.triton_chunk import wkv7_triton  # noqa: E402
 from modrwkv.kernels.triton_decode import wkv7_step_triton  # noqa: E402
 
 LOG_DECAY_MIN = -0.6065306597126334
-DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+DEVICE = "cpu" if INTERPRET else "cuda"
+# the interpreter computes fp32 dots exactly in fp32; on a GPU the state products use tf32 tensor cores
+TOL_FP32 = 1e-4 if INTERPRET else 5e-3
 
 
 def make_inputs(B, T, H, K, seed, dtype=torch.float32):
@@ -34,7 +45,8 @@ def make_inputs(B, T, H, K, seed, dtype=torch.float32):
 
 
 def rel(x, ref):
-    return ((x.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30)).item()
+    x, ref = x.detach().double().cpu(), ref.detach().double().cpu()
+    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
 def run_both(xs, h0, cu_seqlens, seed):
@@ -65,7 +77,7 @@ def test_dense_fp32(B, T, H, K, use_h0):
     xs = make_inputs(B, T, H, K, seed)
     h0 = torch.randn(B, H, K, K, generator=torch.Generator().manual_seed(seed + 2)).to(DEVICE) if use_h0 else None
     errs = run_both(xs, h0, None, seed)
-    bad = {n: e for n, e in errs.items() if not e < 1e-4}
+    bad = {n: e for n, e in errs.items() if not e < TOL_FP32}
     assert not bad, f"seed {seed}: {errs}"
 
 
@@ -76,7 +88,7 @@ def test_varlen_fp32():
     xs = make_inputs(1, sum(lengths), 2, 16, seed)
     h0 = torch.randn(len(lengths), 2, 16, 16, generator=torch.Generator().manual_seed(seed + 2)).to(DEVICE)
     errs = run_both(xs, h0, cu, seed)
-    bad = {n: e for n, e in errs.items() if not e < 1e-4}
+    bad = {n: e for n, e in errs.items() if not e < TOL_FP32}
     assert not bad, f"seed {seed}: {errs}"
 
 
@@ -109,5 +121,5 @@ def test_decode_step(K):
     state = torch.randn(3, 2, K, K, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
     o, s = wkv7_step_triton(*xs, state)
     ro, rs = wkv7_step_torch(*[x.double().cpu() for x in xs], state.double().cpu())
-    assert rel(o, ro) < 1e-5 and rel(s, rs) < 1e-5, f"seed {seed}"
+    assert rel(o, ro) < 1e-5 and rel(s, rs) < 1e-5, f"seed {seed}"  # no dots here: plain fp32 on any device
     assert s.dtype == torch.float32 and o.dtype == xs[0].dtype
