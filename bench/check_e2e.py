@@ -9,6 +9,7 @@ Checks (relative error ||x - ref|| / ||ref||, fresh random inputs, random non-ze
   rwkv_grad_fp32     parameter gradients of a scalar loss, GPU fp32 vs CPU fp32                     <= 1e-2
   rwkv_step_bf16     recurrent decode (step by step) vs parallel forward, both GPU bf16             <= 5e-2
   rwkv_graph         CUDA-graph replay of the decode step vs the eager step, same state and input   <= 1e-3
+  rwkv_fused_bf16    FusedDecoder (stacked weights, in-place state) vs RWKV7.step, logits and state  <= 2e-2
   tf_fwd_bf16        Transformer logits GPU bf16 vs CPU fp32; tf_cache: prefill + KV-cache decode vs
                      the parallel forward (bf16)                                                      <= 5e-2
   tf_graph           CUDA-graph KV decode vs eager                                                   <= 1e-3
@@ -73,6 +74,7 @@ def rwkv_checks(device, compile_too: bool) -> None:
         naive = copy.deepcopy(ref)
         naive.wkv_backend = "naive"
         record("rwkv_chunk_vs_naive", rel(naive(ids, cu_seqlens=cu), ref_logits), 1e-4)
+        fused_vs_step(ref, torch.randint(0, CFG.vocab_size, (2, 30)), "rwkv_fused_fp32", compile=False)
         return
 
     gpu = copy.deepcopy(ref).to(device)
@@ -96,7 +98,9 @@ def rwkv_checks(device, compile_too: bool) -> None:
             out, state = bf.step(seq[:, t], state=state)
             outs.append(out)
         record("rwkv_step_bf16", rel(torch.stack(outs, 1), par), 5e-2)
+        fused_vs_step(bf, seq, "rwkv_fused_bf16", compile=False)
         graph_vs_eager(lambda: RecurrentDecoder(bf, batch=2), seq, "rwkv_graph")
+        graph_vs_eager(lambda: RecurrentDecoder(bf, batch=2, fused=True), seq, "rwkv_graph_fused")
     if compile_too:
         common.compile_blocks("rwkv", "forward")
         common.compile_blocks("rwkv", "step")
@@ -113,6 +117,23 @@ def rwkv_checks(device, compile_too: bool) -> None:
         grads = dict(gpu.named_parameters())
         record("rwkv_grad_compiled", max(rel(grads[n].grad, ref_grads[n]) for n in names), 1e-2)
         graph_vs_eager(lambda: RecurrentDecoder(bf, batch=2), seq, "rwkv_graph_compiled")
+        fused_vs_step(bf, seq, "rwkv_fused_compiled", compile=True)
+        graph_vs_eager(lambda: RecurrentDecoder(bf, batch=2, fused=True, compile=True), seq,
+                       "rwkv_graph_fused_compiled")
+
+
+@torch.no_grad()
+def fused_vs_step(model, seq, name, compile: bool) -> None:
+    """FusedDecoder.step_ (in-place state) against RWKV7.step from the same state, over several tokens."""
+    from modrwkv.backbone.fused import FusedDecoder
+
+    _, state = model(seq[:, :20], return_state=True)
+    fused, ref_state, outs, refs = FusedDecoder(model, compile=compile), state.clone(), [], []
+    for t in range(20, 30):
+        outs.append(fused.step_(seq[:, t], state))
+        out, ref_state = model.step(seq[:, t], state=ref_state)
+        refs.append(out)
+    record(name, max(rel(torch.stack(outs), torch.stack(refs)), rel(state.wkv, ref_state.wkv)), 2e-2)
 
 
 @torch.no_grad()

@@ -16,23 +16,30 @@ and written, or the filled KV cache) over the copy bandwidth measured in the sam
 from __future__ import annotations
 
 import argparse
+import os
 import traceback
 
 import common
 import torch
 from transformer_baseline import KVCache, TransformerLM
 
+from modrwkv.backbone.fused import FusedDecoder
+
 
 class RecurrentDecoder:
     """Greedy RWKV-7 decoding for N sequences with static buffers; ``capture()`` records one step in a CUDA graph.
 
-    One step: logits = backbone.step(ids, state); state <- new state (in place); ids <- argmax(logits)."""
+    One step: logits = step(ids, state); state <- new state (in place); ids <- argmax(logits). ``fused``: the step
+    of `modrwkv.backbone.fused.FusedDecoder` (stacked weights, in-place state; ``compile`` fuses its elementwise
+    work with torch.compile), else `RWKV7.step` (then ``compile_blocks`` is what compiles it)."""
 
-    def __init__(self, backbone, batch: int = 1):
+    def __init__(self, backbone, batch: int = 1, fused: bool = False, compile: bool = False):
         self.backbone = backbone
         device = backbone.emb.weight.device
         self.state = backbone.empty_state(batch, device)
         self.ids = torch.zeros(batch, dtype=torch.long, device=device)
+        backend = os.environ.get("BENCH_COMPILE_BACKEND", "inductor")
+        self.fused = FusedDecoder(backbone, compile=compile, compile_backend=backend) if fused else None
         self.logits = None
         self.graph = None
 
@@ -44,6 +51,10 @@ class RecurrentDecoder:
         self.ids.copy_(ids)
 
     def _step(self) -> torch.Tensor:
+        if self.fused is not None:
+            logits = self.fused.step_(self.ids, self.state)
+            self.ids.copy_(logits.argmax(-1))
+            return logits
         logits, new = self.backbone.step(self.ids, state=self.state)
         # all layers have read the old state by now: overwrite it in place (static addresses for the graph)
         self.state.att_shift.copy_(new.att_shift)
@@ -128,8 +139,8 @@ def per_token_ms(decoder, device, steps: int, repeats: int) -> dict:
 @torch.no_grad()
 def bench_rwkv(backbone, args, device, bw) -> list[dict]:
     rows = []
-    dec = RecurrentDecoder(backbone)
-    if args.compile:
+    dec = RecurrentDecoder(backbone, fused=not args.no_fused, compile=args.compile)
+    if args.compile and args.no_fused:
         common.compile_blocks("rwkv", "step")
     use_graph = device == "cuda" and not args.no_graph
     if use_graph:
@@ -139,7 +150,7 @@ def bench_rwkv(backbone, args, device, bw) -> list[dict]:
     floor_bytes = weight_bytes + 2 * dec.state_bytes()
     gen = torch.Generator(device="cpu").manual_seed(0)
     for ctx in args.ctx:
-        row = {"model": "rwkv", "ctx": ctx, "graph": use_graph, "compile": args.compile}
+        row = {"model": "rwkv", "ctx": ctx, "graph": use_graph, "compile": args.compile, "fused": not args.no_fused}
         try:
             ids = torch.randint(257, backbone.config.vocab_size - 7, (1, ctx), generator=gen).to(device)
             emb = backbone.embed(ids)
@@ -249,6 +260,7 @@ def main(argv=None):
     ap.add_argument("--prefill-iters", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="torch.compile the block step (then CUDA graph)")
     ap.add_argument("--no-graph", action="store_true", help="eager decode steps (no CUDA graph)")
+    ap.add_argument("--no-fused", action="store_true", help="RWKV-7: RWKV7.step instead of the FusedDecoder step")
     ap.add_argument("--eager-too", action="store_true", help="also time eager steps at the first and last context")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps (CPU in seconds)")
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/decode.json)")

@@ -53,7 +53,7 @@ def bench_arch(arch, args, device, dtype) -> list[dict]:
     use_graph = device == "cuda"
     rdec = None
     if arch == "rwkv":
-        rdec = RecurrentDecoder(backbone)
+        rdec = RecurrentDecoder(backbone, fused=True)
         if use_graph:
             rdec.capture()
     rows = []

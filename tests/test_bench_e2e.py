@@ -91,3 +91,22 @@ def test_smoke_runs(tmp_path):
     res = modality_tokens.main(["--smoke", "--out", str(tmp_path / "m.json"), "--models", "rwkv"])
     assert [r["modality_tokens"] for r in res["rows"]] == [16, 7, 5, 3]
     assert all(p.exists() for p in (tmp_path / n for n in ("c.json", "t.json", "d.json", "m.json")))
+
+
+def test_fused_decoder_equals_step_fp64():
+    """FusedDecoder (stacked weights, padded LoRA ranks, in-place state) computes RWKV7.step exactly (fp64)."""
+    from modrwkv.backbone.fused import FusedDecoder
+
+    cfg = RWKV7Config(n_layer=3, n_embd=128, head_size=64, vocab_size=300, dim_w_lora=16, dim_a_lora=24,
+                      dim_v_lora=8, dim_g_lora=32)
+    model = RWKV7(cfg).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    ids = torch.randint(0, cfg.vocab_size, (2, 7))
+    fused, ref, state = FusedDecoder(model), None, model.empty_state(2)
+    for t in range(ids.shape[1]):
+        want, ref = model.step(ids[:, t], state=ref)
+        torch.testing.assert_close(fused.step_(ids[:, t], state), want, rtol=1e-10, atol=1e-10)
+    for a, b in zip((state.att_shift, state.wkv, state.ffn_shift), (ref.att_shift, ref.wkv, ref.ffn_shift)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

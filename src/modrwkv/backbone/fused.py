@@ -1,0 +1,130 @@
+"""A decode step for RWKV-7 with fewer, larger kernels: what one generated token costs at batch 1 is mostly launches.
+
+`RWKV7.step` issues about 65 kernels per layer (each of the six token-shift mixes, every LoRA product and activation,
+the normalisations). At batch 1 the work is bound by reading the weights once (about 1 ms for the 1.5B model on an
+H100), so small launches dominate. `FusedDecoder` computes exactly the same function with
+
+- the six token-shift mixes as one broadcast: mixed = x + (shift - x) * [x_r; x_k; x_v; x_w; x_a; x_g]   (6, N, C)
+- receptance, key and value as one batched product with the three weights stacked                      (3, C, C)
+- the four LoRA down-projections (w, a, v, g) as one batched product, ranks zero-padded to the largest  (4, C, D)
+- the four LoRA up-projections as one batched product (padded rows are zero, so the padding adds nothing)(4, D, C)
+- the state updated in place (static buffers for CUDA graphs: no stack, no copy of the whole state; the shift
+  states are stored from inside the (compiled) halves)
+
+and, with ``compile=True``, the elementwise work between the products fused by torch.compile (the WKV-7 step kernel
+runs eagerly between the two compiled halves of a layer). The stacked weights are copies: decoding holds the
+projection weights twice (for the 1.5B model about 0.4 GB more). Rebuild the decoder after changing the weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..kernels import wkv7_step
+from .layers import LOG_DECAY_SCALE
+
+
+def _pre(x, att_shift, mix6, ln0_w, ln0_b, ln1_w, ln1_b, w_rkv, w_lora1, w_lora2, w0, a0, v0,
+         k_k, k_a, v_first, first: bool, n_head: int):
+    """Layer input x (N, C) -> (x after ln0, r, w, k, v, a, b, g, v_first), everything before WKV-7.
+    Writes the ln1 output into ``att_shift`` (the next token's time-mix shift state) once it has been read."""
+    C = x.shape[-1]
+    if first:
+        x = F.layer_norm(x, (C,), ln0_w, ln0_b, 1e-5)
+    xa = F.layer_norm(x, (C,), ln1_w, ln1_b, 1e-5)  # time-mix input, also the next token's shift state
+    mixed = xa + (att_shift.to(xa.dtype) - xa) * mix6  # (6, N, C): r, k, v, w, a, g
+    r, k, v = torch.bmm(mixed[:3], w_rkv).unbind(0)  # (N, C) each
+    h = torch.bmm(mixed[[3, 4, 2, 5]], w_lora1)  # (4, N, D): w, a, v, g down-projections
+    h = torch.stack([torch.tanh(h[0]), h[1], h[2], torch.sigmoid(h[3])])
+    lw, la, lv, g = torch.bmm(h, w_lora2).unbind(0)  # (N, C) each
+    w = LOG_DECAY_SCALE * torch.sigmoid(w0 + lw)
+    if first:
+        v_first = v
+    else:
+        v = v + (v_first - v) * torch.sigmoid(v0 + lv)
+    a = torch.sigmoid(a0 + la)
+    N = x.shape[0]
+    kk = F.normalize((k * k_k).view(N, n_head, -1), dim=-1, eps=1e-12).view(N, C)
+    k = k * (1 + (a - 1) * k_a)
+    att_shift.copy_(xa)  # in the compiled graph this store joins a fused kernel instead of being one more launch
+    return x, r, w, k, v, -kk, kk * a, g, v_first
+
+
+def _post(x, o, r, k, v, g, ffn_shift, ln_x_w, ln_x_b, r_k, w_out, ln2_w, ln2_b, ffn_x_k, w_key, w_value,
+          n_head: int):
+    """After WKV-7: GroupNorm, r.k bonus, gate, output projection, residual, channel mix, residual.
+    Writes the ln2 output into ``ffn_shift`` (the next token's channel-mix shift state); returns x (N, C)."""
+    N, C = x.shape
+    y = F.group_norm(o.to(x.dtype), n_head, ln_x_w, ln_x_b, 64e-5)
+    heads = (N, n_head, C // n_head)
+    bonus = ((r * k * r_k).view(heads).sum(-1, keepdim=True) * v.view(heads)).view(N, C)
+    x = x + ((y + bonus) * g) @ w_out
+    xf = F.layer_norm(x, (C,), ln2_w, ln2_b, 1e-5)
+    xk = xf + (ffn_shift.to(xf.dtype) - xf) * ffn_x_k
+    ffn_shift.copy_(xf)
+    return x + torch.relu(xk @ w_key) ** 2 @ w_value
+
+
+class FusedDecoder:
+    """Batched-weight RWKV-7 decode step over static state buffers; same outputs as `RWKV7.step`.
+
+    ``step_(input_ids, state)`` advances ``state`` (an RWKV7State) in place and returns logits (N, V).
+    """
+
+    def __init__(self, model, compile: bool = False, compile_backend: str = "inductor"):
+        self.model = model
+        cfg = model.config
+        self.n_head = cfg.n_head
+        self.layers = []
+        with torch.no_grad():
+            d_max = max(cfg.dim_w_lora, cfg.dim_a_lora, cfg.dim_v_lora, cfg.dim_g_lora)
+
+            def pad_cols(m):  # (C, d) -> (C, d_max)
+                return F.pad(m, (0, d_max - m.shape[1]))
+
+            def pad_rows(m):  # (d, C) -> (d_max, C)
+                return F.pad(m, (0, 0, 0, d_max - m.shape[0]))
+
+            for blk in model.blocks:
+                att, ffn = blk.att, blk.ffn
+                first = blk.layer_id == 0
+                C = cfg.n_embd
+                self.layers.append(dict(
+                    first=first,
+                    mix6=torch.cat([att.x_r, att.x_k, att.x_v, att.x_w, att.x_a, att.x_g]).view(6, 1, C),
+                    ln0_w=blk.ln0.weight if first else None, ln0_b=blk.ln0.bias if first else None,
+                    ln1_w=blk.ln1.weight, ln1_b=blk.ln1.bias,
+                    w_rkv=torch.stack([att.receptance.weight.t(), att.key.weight.t(), att.value.weight.t()]),
+                    w_lora1=torch.stack([pad_cols(att.w1), pad_cols(att.a1), pad_cols(att.v1), pad_cols(att.g1)]),
+                    w_lora2=torch.stack([pad_rows(att.w2), pad_rows(att.a2), pad_rows(att.v2), pad_rows(att.g2)]),
+                    w0=att.w0.view(C), a0=att.a0.view(C), v0=att.v0.view(C), k_k=att.k_k.view(C),
+                    k_a=att.k_a.view(C),
+                    ln_x_w=att.ln_x.weight, ln_x_b=att.ln_x.bias, r_k=att.r_k.view(C),
+                    w_out=att.output.weight.t(), ln2_w=blk.ln2.weight, ln2_b=blk.ln2.bias,
+                    ffn_x_k=ffn.x_k.view(C), w_key=ffn.key.weight.t(), w_value=ffn.value.weight.t(),
+                ))
+        self.pre, self.post = _pre, _post
+        if compile:
+            self.pre = torch.compile(_pre, dynamic=False, backend=compile_backend)
+            self.post = torch.compile(_post, dynamic=False, backend=compile_backend)
+
+    @torch.no_grad()
+    def step_(self, input_ids: torch.Tensor | None, state, inputs_embeds: torch.Tensor | None = None):
+        """One token for each of N sequences: ids (N,) or embeddings (N, C); ``state`` is updated in place."""
+        model = self.model
+        x = model.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        v_first = None
+        for i, p in enumerate(self.layers):
+            x, r, w, k, v, a, b, g, v_first = self.pre(
+                x, state.att_shift[i], p["mix6"], p["ln0_w"], p["ln0_b"], p["ln1_w"], p["ln1_b"], p["w_rkv"],
+                p["w_lora1"], p["w_lora2"], p["w0"], p["a0"], p["v0"], p["k_k"], p["k_a"], v_first, p["first"],
+                self.n_head)
+            heads = (x.shape[0], self.n_head, -1)
+            o, new_wkv = wkv7_step(*(t.reshape(heads) for t in (r, w, k, v, a, b)), state.wkv[i])
+            x = self.post(x, o.reshape(x.shape), r, k, v, g, state.ffn_shift[i], p["ln_x_w"], p["ln_x_b"],
+                              p["r_k"], p["w_out"], p["ln2_w"], p["ln2_b"], p["ffn_x_k"], p["w_key"], p["w_value"],
+                              self.n_head)
+            # the WKV state in place too (static addresses for CUDA graphs); the shift states were written above
+            state.wkv[i].copy_(new_wkv)
+        return model.head(model.ln_out(x))
