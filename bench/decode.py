@@ -138,19 +138,33 @@ def per_token_ms(decoder, device, steps: int, repeats: int) -> dict:
 
 @torch.no_grad()
 def bench_rwkv(backbone, args, device, bw) -> list[dict]:
-    rows = []
-    dec = RecurrentDecoder(backbone, fused=not args.no_fused, compile=args.compile)
-    if args.compile and args.no_fused:
-        common.compile_blocks("rwkv", "step")
+    """The main variant (fused step unless --no-fused) at every context; with --compare-plain also the plain
+    `RWKV7.step` graph at the first and last context (the before/after of the fusion)."""
     use_graph = device == "cuda" and not args.no_graph
+    fused = not args.no_fused
+    if args.compile and not fused:
+        common.compile_blocks("rwkv", "step")
+    rows = _rwkv_variant(backbone, RecurrentDecoder(backbone, fused=fused, compile=args.compile), args.ctx, args,
+                         device, bw, use_graph)
+    if args.compare_plain and fused:
+        common.free_memory()
+        plain = RecurrentDecoder(backbone, fused=False)
+        rows += _rwkv_variant(backbone, plain, sorted({args.ctx[0], args.ctx[-1]}), args, device, bw, use_graph)
+    return rows
+
+
+def _rwkv_variant(backbone, dec, ctx_list, args, device, bw, use_graph) -> list[dict]:
+    rows = []
     if use_graph:
         dec.capture()
     weight_bytes = common.decode_weight_bytes(backbone)
     # the WKV state is read and written once per step; the shift states are tiny
     floor_bytes = weight_bytes + 2 * dec.state_bytes()
     gen = torch.Generator(device="cpu").manual_seed(0)
-    for ctx in args.ctx:
-        row = {"model": "rwkv", "ctx": ctx, "graph": use_graph, "compile": args.compile, "fused": not args.no_fused}
+    fused = dec.fused is not None
+    for ctx in ctx_list:
+        row = {"model": "rwkv", "ctx": ctx, "graph": use_graph, "compile": args.compile and (fused or args.no_fused),
+               "fused": fused}
         try:
             ids = torch.randint(257, backbone.config.vocab_size - 7, (1, ctx), generator=gen).to(device)
             emb = backbone.embed(ids)
@@ -241,9 +255,10 @@ def bench_transformer(backbone, args, device, bw) -> list[dict]:
 
 def _print_row(r):
     if "error" in r:
-        print(f"   {r['model']:11s} ctx {r['ctx']:6d}: {r['error']}", flush=True)
+        print(f"   {r['model']:17s} ctx {r['ctx']:6d}: {r['error']}", flush=True)
         return
-    print(f"   {r['model']:11s} ctx {r['ctx']:6d}: prefill {r['prefill_ms']:.1f} ms, "
+    tag = "" if r["model"] != "rwkv" else (" fused" if r.get("fused") else " plain")
+    print(f"   {r['model'] + tag:17s} ctx {r['ctx']:6d}: prefill {r['prefill_ms']:.1f} ms, "
           f"decode {r['decode_ms']:.3f} ms/token (floor {r.get('floor_ms', 0):.3f}), "
           f"state/cache {r['state_mib']:.1f} MiB, "
           f"peak {r['decode_peak_gib'] or 0:.2f} GiB", flush=True)
@@ -261,6 +276,8 @@ def main(argv=None):
     ap.add_argument("--compile", action="store_true", help="torch.compile the block step (then CUDA graph)")
     ap.add_argument("--no-graph", action="store_true", help="eager decode steps (no CUDA graph)")
     ap.add_argument("--no-fused", action="store_true", help="RWKV-7: RWKV7.step instead of the FusedDecoder step")
+    ap.add_argument("--compare-plain", action="store_true",
+                    help="also time RWKV7.step (unfused) at the first and last context")
     ap.add_argument("--eager-too", action="store_true", help="also time eager steps at the first and last context")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps (CPU in seconds)")
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/decode.json)")
@@ -282,14 +299,14 @@ def main(argv=None):
         del backbone
         common.free_memory()
     for arch in args.models:
-        mine = [r for r in rows if r["model"] == arch and "decode_ms" in r]
+        mine = [r for r in rows if r["model"] == arch and "decode_ms" in r and r.get("fused", True) != args.no_fused]
         if len(mine) > 1:
             info[arch]["decode_spread_last_vs_first"] = mine[-1]["decode_ms"] / mine[0]["decode_ms"]
     result = {"bench": "decode", "env": env, "ceilings": ceilings, "args": vars(args), "models": info, "rows": rows}
     common.write_json(args.out or common.default_out("decode" + ("_compile" if args.compile else "") + ".json"),
                       result)
-    common.print_table(rows, ["model", "ctx", "prefill_ms", "decode_ms", "floor_ms", "x_floor", "decode_eager_ms",
-                              "state_mib", "decode_peak_gib", "error"],
+    common.print_table(rows, ["model", "fused", "ctx", "prefill_ms", "decode_ms", "floor_ms", "x_floor",
+                              "decode_eager_ms", "state_mib", "decode_peak_gib", "error"],
                        f"decode, batch 1, {args.size}, graph={device == 'cuda' and not args.no_graph}, "
                        f"compile={args.compile}, {env.get('gpu') or 'cpu'}")
     for arch, d in info.items():

@@ -48,7 +48,8 @@ def train_verdicts(results: list[dict]) -> list[str]:
 
 
 def decode_verdicts(res: dict, label: str) -> list[str]:
-    rows = [r for r in res["rows"] if r["model"] == "rwkv" and "decode_ms" in r]
+    main_fused = not res["args"].get("no_fused", False)  # the main variant; --compare-plain rows are extra
+    rows = [r for r in res["rows"] if r["model"] == "rwkv" and "decode_ms" in r and r.get("fused", True) == main_fused]
     if not rows:
         return []
     lat = [r["decode_ms"] for r in rows]
@@ -84,7 +85,7 @@ def main(folder: str) -> None:
     for name, label in (("decode.json", "eager"), ("decode_compile.json", "compile")):
         res = load(folder, name)
         if res:
-            common.print_table(res["rows"], ["model", "ctx", "prefill_ms", "decode_ms", "floor_ms", "x_floor",
+            common.print_table(res["rows"], ["model", "fused", "ctx", "prefill_ms", "decode_ms", "floor_ms", "x_floor",
                                              "decode_eager_ms", "state_mib", "decode_peak_gib", "error"],
                                f"decode ({label} blocks, CUDA graph), {res['env'].get('gpu')}")
             verdicts += decode_verdicts(res, label)

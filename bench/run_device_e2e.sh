@@ -54,7 +54,7 @@ stage() {  # stage NAME CAP_SECONDS command...
 
 SM=${SMOKE:+--smoke}  # SMOKE=1: every stage in its CPU smoke size (checks the script here, no GPU)
 stage checks 90 python3 bench/check_e2e.py $SM --out "$OUT/checks.json"
-stage decode 120 python3 bench/decode.py $SM --eager-too --out "$OUT/decode.json" ${DECODE_ARGS:-}
+stage decode 120 python3 bench/decode.py $SM --eager-too --compare-plain --out "$OUT/decode.json" ${DECODE_ARGS:-}
 stage train 170 python3 bench/train_throughput.py $SM --out "$OUT/train_throughput.json" ${TRAIN_ARGS:-}
 stage modality 70 python3 bench/modality_tokens.py $SM --out "$OUT/modality_tokens.json"
 stage checks_compile 90 python3 bench/check_e2e.py $SM --compile --out /tmp/checks_compile.json
