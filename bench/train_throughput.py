@@ -12,7 +12,8 @@ cu_seqlens (its state restarts at each sample), as training does.
 Reported per (model, size, context): median step time, tokens/s, model FLOPs (see `common.train_step_flops`:
 6 x matmul weights x tokens for the trained parts + 3 x the sequence-mixing term, encoder forward only), MFU against
 the H100's dense bf16 peak (989 TFLOP/s) and against the matrix product rate measured in the same run, peak memory.
-If a step runs out of memory it is retried with gradient checkpointing (recorded as "ckpt").
+If a step runs out of memory it is retried with less activation memory (recorded as "ckpt": none, then for RWKV-7
+"proj" = recompute the token-shift/LoRA projections only, then "block" = whole-block gradient checkpointing).
 Precision: "bf16" keeps parameters and AdamW state in bf16 (default, as fast as the hardware allows for both
 models); "bf16-mixed" keeps fp32 parameters under bf16 autocast (what conf/trainer/gpu.yaml trains with).
 """
@@ -26,6 +27,8 @@ import traceback
 import common
 import torch
 
+from modrwkv.backbone.model import RWKV7
+
 
 def make_optimizer(model, device):
     params = [p for p in model.parameters() if p.requires_grad]
@@ -33,8 +36,36 @@ def make_optimizer(model, device):
     return torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0, fused=fused)
 
 
+@contextlib.contextmanager
+def checkpoint_mode(model, mode: str):
+    """Activation memory policy for one configuration.
+
+    none:  keep every activation.
+    proj:  RWKV-7 only: recompute TimeMix._projections (the token-shift mixes, r/k/v, the LoRAs and their many
+           elementwise intermediates: about half of a layer's saved tensors) in the backward, keep the rest; costs
+           roughly the r/k/v and LoRA products again, about a tenth of the step.
+    block: recompute every block from its input (the backbone's grad_checkpointing): about a third more compute.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    from modrwkv.backbone.layers import TimeMix
+
+    original = TimeMix._projections
+    if mode == "proj":
+        def projections(self, x, xx, v_first):
+            return checkpoint(original, self, x, xx, v_first, use_reentrant=False)
+
+        TimeMix._projections = projections
+    model.backbone.grad_checkpointing = mode == "block"
+    try:
+        yield
+    finally:
+        TimeMix._projections = original
+        model.backbone.grad_checkpointing = False
+
+
 def run_config(model, opt, batch, ctx, args, device) -> dict:
-    """Time one (model, context) configuration; retries once with gradient checkpointing on OOM."""
+    """Time one (model, context) configuration; on OOM retries with less activation memory (checkpoint_mode)."""
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16-mixed" and
                 torch.device(device).type == "cuda" else contextlib.nullcontext())
 
@@ -46,22 +77,25 @@ def run_config(model, opt, batch, ctx, args, device) -> dict:
         opt.zero_grad(set_to_none=True)
 
     flops = common.train_step_flops(model, batch, ctx)
-    row = {"ctx": ctx, "rows": batch["cu_seqlens"].numel() - 1, "tokens": flops["tokens"], "ckpt": False}
-    for ckpt in ((False, True) if not args.ckpt else (True,)):
-        model.backbone.grad_checkpointing = ckpt
-        row["ckpt"] = ckpt
+    row = {"ctx": ctx, "rows": batch["cu_seqlens"].numel() - 1, "tokens": flops["tokens"]}
+    if args.ckpt != "auto":
+        modes = [args.ckpt]
+    else:
+        modes = ["none", "proj", "block"] if isinstance(model.backbone, RWKV7) else ["none", "block"]
+    t = None
+    for mode in modes:
+        row["ckpt"] = mode
         common.reset_peak(device)
-        t = None
         try:
-            t = common.time_fn(step, device, warmup=args.warmup, iters=args.iters)
+            with checkpoint_mode(model, mode):
+                t = common.time_fn(step, device, warmup=args.warmup, iters=args.iters)
         except torch.OutOfMemoryError:
-            print(f"   OOM at ctx {ctx} (checkpointing {ckpt})", flush=True)
+            print(f"   OOM at ctx {ctx} (checkpointing: {mode})", flush=True)
         if t is not None:
             break
         # outside the except block, so the traceback's frames (holding activations) are gone before freeing
         opt.zero_grad(set_to_none=True)
         common.free_memory()
-    model.backbone.grad_checkpointing = False
     if t is None:
         row["error"] = "OOM"
         return row
@@ -113,7 +147,8 @@ def main(argv=None):
     ap.add_argument("--models", nargs="+", default=["rwkv", "transformer"], choices=["rwkv", "transformer"])
     ap.add_argument("--precision", default="bf16", choices=["bf16", "bf16-mixed"])
     ap.add_argument("--compile", action="store_true", help="torch.compile the blocks (WKV-7 kernel stays eager)")
-    ap.add_argument("--ckpt", action="store_true", help="always use gradient checkpointing")
+    ap.add_argument("--ckpt", default="auto", choices=["auto", "none", "proj", "block"],
+                    help="activation checkpointing (auto: none, then less memory on OOM; see checkpoint_mode)")
     ap.add_argument("--kv-heads", type=int, default=None, help="Transformer KV heads (default: MHA)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)

@@ -110,3 +110,21 @@ def test_fused_decoder_equals_step_fp64():
         torch.testing.assert_close(fused.step_(ids[:, t], state), want, rtol=1e-10, atol=1e-10)
     for a, b in zip((state.att_shift, state.wkv, state.ffn_shift), (ref.att_shift, ref.wkv, ref.ffn_shift)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_projection_checkpointing_keeps_gradients():
+    """train_throughput's "proj" activation policy recomputes TimeMix._projections: same loss and gradients."""
+    import train_throughput
+
+    model = common.build_mllm("rwkv", "tiny", "cpu", torch.float64, tiny_encoder=True)
+    batch = common.synthetic_batch(2, 48, model.encoder.num_tokens, model.encoder.image_size, 1024, "cpu",
+                                   torch.float64)
+    grads = []
+    for mode in ("none", "proj"):
+        model.zero_grad(set_to_none=True)
+        with train_throughput.checkpoint_mode(model, mode):
+            model(batch)["loss"].backward()
+        grads.append([p.grad.clone() for p in model.backbone.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
