@@ -37,8 +37,8 @@ def build_model(cfg: DictConfig, device: str | None = None):
     from ..model import ModRWKV
 
     check_config(cfg)
+    encoder = instantiate(cfg.encoder.model)  # first: a missing encoder file fails before a large backbone is built
     backbone = instantiate(cfg.backbone.module, device=device)
-    encoder = instantiate(cfg.encoder.model)
     adapter = instantiate(cfg.adapter.module, in_dim=encoder.out_dim, llm_dim=backbone.config.n_embd)
     model = ModRWKV(encoder, adapter, backbone)
     parts = set(cfg.stage.train)
