@@ -36,6 +36,7 @@ SPECS = {
     "conv_reduction": SweepSpec("Table 7: Conv1d token reduction", ("conv", "tokens")),
     "adapter_scale": SweepSpec("Table 5: adapter hidden scale (time series)", ("scale",)),
     "backbone_init": SweepSpec("Table 8: backbone initialisation", ("backbone_scale", "checkpoint", "backbone")),
+    "smoke": SweepSpec("Smoke sweep: no reduction vs Conv1d (3, 2)", ("conv", "tokens")),
 }
 
 
