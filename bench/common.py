@@ -200,7 +200,7 @@ def build_backbone(arch: str, size: str, device, dtype=torch.bfloat16, kv_heads:
 
 
 class BenchVisionTower(nn.Module):
-    """A frozen ViT with SigLIP2-B/16-384's exact shape (timm "vit_base_patch16_siglip_384", random weights), or a
+    """A frozen ViT with SigLIP2-B/16-384's exact shape (timm's "vit_base_patch16_siglip_384", random weights), or a
     tiny one for CPU smoke runs; the `ModalityEncoder` interface ModRWKV uses (out_dim, num_tokens, forward)."""
 
     modality = "image"
@@ -208,14 +208,12 @@ class BenchVisionTower(nn.Module):
 
     def __init__(self, tiny: bool = False):
         super().__init__()
-        import timm
         from timm.models.vision_transformer import VisionTransformer
 
-        if tiny:
-            self.trunk = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2,
-                                           class_token=False, global_pool="map", num_classes=0)
-        else:
-            self.trunk = timm.create_model("vit_base_patch16_siglip_384", pretrained=False, num_classes=0)
+        # timm's "vit_base_patch16_siglip_384" arguments, spelled out (no dependence on the registry's version)
+        args = (dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2) if tiny else
+                dict(img_size=384, patch_size=16, embed_dim=768, depth=12, num_heads=12))
+        self.trunk = VisionTransformer(**args, class_token=False, global_pool="map", num_classes=0)
         self.image_size = self.trunk.patch_embed.img_size[0]
         grid = self.trunk.patch_embed.grid_size
         self.out_dim = int(self.trunk.embed_dim)

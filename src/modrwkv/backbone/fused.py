@@ -6,7 +6,7 @@ H100), so small launches dominate. `FusedDecoder` computes exactly the same func
 
 - the six token-shift mixes as one broadcast: mixed = x + (shift - x) * [x_r; x_k; x_v; x_w; x_a; x_g]   (6, N, C)
 - receptance, key and value as one batched product with the three weights stacked                      (3, C, C)
-- the four LoRA down-projections (w, a, v, g) as one batched product, ranks zero-padded to the largest  (4, C, D)
+- the four LoRA down-projections (v, w, a, g) as one batched product, ranks zero-padded to the largest  (4, C, D)
 - the four LoRA up-projections as one batched product (padded rows are zero, so the padding adds nothing)(4, D, C)
 - the state updated in place (static buffers for CUDA graphs: no stack, no copy of the whole state; the shift
   states are stored from inside the (compiled) halves)
@@ -35,9 +35,11 @@ def _pre(x, att_shift, mix6, ln0_w, ln0_b, ln1_w, ln1_b, w_rkv, w_lora1, w_lora2
     xa = F.layer_norm(x, (C,), ln1_w, ln1_b, 1e-5)  # time-mix input, also the next token's shift state
     mixed = xa + (att_shift.to(xa.dtype) - xa) * mix6  # (6, N, C): r, k, v, w, a, g
     r, k, v = torch.bmm(mixed[:3], w_rkv).unbind(0)  # (N, C) each
-    h = torch.bmm(mixed[[3, 4, 2, 5]], w_lora1)  # (4, N, D): w, a, v, g down-projections
-    h = torch.stack([torch.tanh(h[0]), h[1], h[2], torch.sigmoid(h[3])])
-    lw, la, lv, g = torch.bmm(h, w_lora2).unbind(0)  # (N, C) each
+    # the LoRAs are stacked v, w, a, g so that their inputs are the contiguous slice mixed[2:6] (xv, xw, xa, xg):
+    # no gather, which under CUDA-graph capture would copy an index list from the host
+    h = torch.bmm(mixed[2:], w_lora1)  # (4, N, D): v, w, a, g down-projections
+    h = torch.stack([h[0], torch.tanh(h[1]), h[2], torch.sigmoid(h[3])])
+    lv, lw, la, g = torch.bmm(h, w_lora2).unbind(0)  # (N, C) each
     w = LOG_DECAY_SCALE * torch.sigmoid(w0 + lw)
     if first:
         v_first = v
@@ -96,8 +98,8 @@ class FusedDecoder:
                     ln0_w=blk.ln0.weight if first else None, ln0_b=blk.ln0.bias if first else None,
                     ln1_w=blk.ln1.weight, ln1_b=blk.ln1.bias,
                     w_rkv=torch.stack([att.receptance.weight.t(), att.key.weight.t(), att.value.weight.t()]),
-                    w_lora1=torch.stack([pad_cols(att.w1), pad_cols(att.a1), pad_cols(att.v1), pad_cols(att.g1)]),
-                    w_lora2=torch.stack([pad_rows(att.w2), pad_rows(att.a2), pad_rows(att.v2), pad_rows(att.g2)]),
+                    w_lora1=torch.stack([pad_cols(att.v1), pad_cols(att.w1), pad_cols(att.a1), pad_cols(att.g1)]),
+                    w_lora2=torch.stack([pad_rows(att.v2), pad_rows(att.w2), pad_rows(att.a2), pad_rows(att.g2)]),
                     w0=att.w0.view(C), a0=att.a0.view(C), v0=att.v0.view(C), k_k=att.k_k.view(C),
                     k_a=att.k_a.view(C),
                     ln_x_w=att.ln_x.weight, ln_x_b=att.ln_x.bias, r_k=att.r_k.view(C),
