@@ -9,15 +9,19 @@ Math (see chunked.py for the derivation). Per (sequence, head), in a chunk of BT
     o    = r_s S + A_rb u + A_rk V                                                                [BT, V]
     S'   = e^{g_C} * (S + b_i^T u + k_i^T V)                 # the next chunk's start state     [K, V]
 
-The forward is ONE kernel per (sequence, head, V-block): it walks the chunks in order, keeps S in registers
-(fp32), reads each input once and writes o once, so it moves the memory floor's bytes. Everything that does not
-depend on S (the cumulative decay, the four [BT, BT] matrices, the triangular inverse) is recomputed per V-block,
-which is cheap next to the [BT, K] x [K, V] products.
+Three kernels (bench/NOTES_wkv7.md has the measured alternatives):
 
-For the backward the forward also writes every chunk-start state (fp32, [NS, H, K, V] with NS = chunks + one final
-state per sequence). The backward is one kernel per (sequence, head) that walks the chunks in reverse, carrying
-dS (gradient w.r.t. the chunk's end state), recomputes the chunk's intra-chunk quantities and u from the stored
-state, and writes dr, dw, dk, dv, da, db; dS after the first chunk is the gradient of the initial state.
+- forward, one program per (sequence, head, V-block): walks the chunks in order with S in registers (fp32), reads
+  each input once and writes o once (the memory floor's bytes). The S-independent part (cumulative decay, the four
+  [BT, BT] matrices, the triangular inverse) is recomputed per V-block, so the V-block is as wide as the
+  parallelism allows. For the backward it also stores every chunk-start state ([NS, H, K, V], NS = chunks + one
+  final state per sequence; bf16 for bf16 inputs, else fp32) and u ([B, T, H, V], fp32).
+- reverse pass, one program per (sequence, head, V-block): carries dS (gradient of a chunk's end state) from the
+  last chunk to the first, stores it per chunk together with dX, and writes dv; nothing in it depends on S. dS after
+  the first chunk is the gradient of the initial state.
+- gradient kernel, one program per (chunk, head), fully parallel: from the stored S, dS', u and dX writes dr, dw,
+  dk, da, db.
+
 Gradients of one chunk, with dO the output gradient and dS' the gradient of the chunk's end state:
 
     du   = A_rb^T dO + b_e dS'             (b_e = b e^{g_C - g}, k_e = k e^{g_C - g})
@@ -33,9 +37,9 @@ Gradients of one chunk, with dO the output gradient and dS' the gradient of the 
     dw_s = sum_{t>=s} dg_t + dg_C - d(a_s)_s a_s_s     (a_s uses g_{t-1} = g_t - w_t)
 
 Numerics: the chunk is 16 tokens and RWKV-7's log decay is >= -0.6065 per token, so e^{-g} <= e^{9.7} ~ 1.6e4:
-fp32 range is never at risk and every product above is a product of positives-scaled floats (no cancellation by
-construction). The [BT, BT] triangular inverse is computed as (I + N)(I + N^2)(I + N^4)(I + N^8) with N = A_ab
-(strictly lower, so N^16 = 0) in full fp32 ("ieee") dots; the big products use tf32 tensor cores on the GPU.
+fp32 range is never at risk, and the decay factors only rescale terms (the split e^{g} e^{-g} adds no
+cancellation). The [BT, BT] triangular inverse is (I + N)(I + N^2)(I + N^4)(I + N^8) with N = A_ab (strictly
+lower, so N^16 = 0) in full fp32 ("ieee") dots; the other products use tf32 tensor cores on the GPU.
 """
 
 from __future__ import annotations
