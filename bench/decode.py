@@ -137,24 +137,47 @@ def per_token_ms(decoder, device, steps: int, repeats: int) -> dict:
 
 
 @torch.no_grad()
-def bench_rwkv(backbone, args, device, bw) -> list[dict]:
+def bench_rwkv(backbone, args, device, bw, sink, info) -> None:
     """The main variant (fused step unless --no-fused) at every context; with --compare-plain also the plain
-    `RWKV7.step` graph at the first and last context (the before/after of the fusion)."""
+    `RWKV7.step` graph at the first and last context (the before/after of the fusion). Rows go to ``sink``."""
     use_graph = device == "cuda" and not args.no_graph
     fused = not args.no_fused
     if args.compile and not fused:
         common.compile_blocks("rwkv", "step")
-    rows = _rwkv_variant(backbone, RecurrentDecoder(backbone, fused=fused, compile=args.compile), args.ctx, args,
-                         device, bw, use_graph)
+    dec = RecurrentDecoder(backbone, fused=fused, compile=args.compile)
+    info["step_check_rel"] = check_rwkv_decoder(backbone, dec, device, args.compile)
+    _rwkv_variant(backbone, dec, args.ctx, args, device, bw, use_graph, sink)
     if args.compare_plain and fused:
+        dec = None
         common.free_memory()
         plain = RecurrentDecoder(backbone, fused=False)
-        rows += _rwkv_variant(backbone, plain, sorted({args.ctx[0], args.ctx[-1]}), args, device, bw, use_graph)
-    return rows
+        _rwkv_variant(backbone, plain, sorted({args.ctx[0], args.ctx[-1]}), args, device, bw, use_graph, sink)
 
 
-def _rwkv_variant(backbone, dec, ctx_list, args, device, bw, use_graph) -> list[dict]:
-    rows = []
+@torch.no_grad()
+def check_rwkv_decoder(backbone, dec, device, compiled: bool, tokens: int = 4) -> float:
+    """The decoder's step (fused and/or compiled) against the eager `RWKV7.step` on the real model: a 16-token
+    prefix, then ``tokens`` steps from copies of its state; max relative error of the logits (also a warm-up)."""
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    ids = torch.randint(257, backbone.config.vocab_size - 7, (1, 16 + tokens), generator=gen).to(device)
+    _, state = backbone(ids[:, :16], return_state=True)
+    ref_state, errs = state.clone(), []
+    for t in range(16, 16 + tokens):
+        with torch.compiler.set_stance("force_eager"):
+            ref, ref_state = backbone.step(ids[:, t], state=ref_state)
+        if dec.fused is not None:
+            out = dec.fused.step_(ids[:, t], state)
+        else:
+            out, state = backbone.step(ids[:, t], state=state)
+        errs.append(((out.double() - ref.double()).norm() / ref.double().norm()).item())
+    err = max(errs)
+    tag = ("fused" if dec.fused is not None else "plain") + ("_compiled" if compiled else "")
+    print(f"{'PASS' if err <= 2e-2 else 'FAIL'}  decode_step_{tag} vs eager RWKV7.step: rel {err:.2e} (tol 2e-2)",
+          flush=True)
+    return err
+
+
+def _rwkv_variant(backbone, dec, ctx_list, args, device, bw, use_graph, sink) -> None:
     if use_graph:
         dec.capture()
     weight_bytes = common.decode_weight_bytes(backbone)
@@ -194,17 +217,32 @@ def _rwkv_variant(backbone, dec, ctx_list, args, device, bw, use_graph) -> list[
         except Exception as e:
             traceback.print_exc()
             row["error"] = f"{type(e).__name__}: {e}"[:500]
-        rows.append(row)
+        sink(row)
         _print_row(row)
         common.free_memory()
-    return rows
 
 
 @torch.no_grad()
-def bench_transformer(backbone, args, device, bw) -> list[dict]:
-    rows = []
+def check_kv_decoder(backbone, device, tokens: int = 4) -> float:
+    """(Compiled) KV-cache decode against the same steps forced eager: max relative error of the logits."""
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    ids = torch.randint(257, backbone.config.vocab_size - 7, (1, 16 + tokens), generator=gen).to(device)
+    outs = []
+    for stance in ("force_eager", "default"):
+        with torch.compiler.set_stance(stance):
+            cache = backbone.new_cache(1, 16 + tokens)
+            backbone.prefill(backbone.embed(ids[:, :16]), cache)
+            outs.append([backbone.decode_step(ids[:, t], cache) for t in range(16, 16 + tokens)])
+    err = max(((a.double() - b.double()).norm() / b.double().norm()).item() for a, b in zip(outs[1], outs[0]))
+    print(f"{'PASS' if err <= 2e-2 else 'FAIL'}  decode_kv_compiled vs eager: rel {err:.2e} (tol 2e-2)", flush=True)
+    return err
+
+
+@torch.no_grad()
+def bench_transformer(backbone, args, device, bw, sink, info) -> None:
     if args.compile:
         common.compile_blocks("transformer", "step")
+        info["step_check_rel"] = check_kv_decoder(backbone, device)
     use_graph = device == "cuda" and not args.no_graph
     weight_bytes = common.decode_weight_bytes(backbone)
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -246,11 +284,10 @@ def bench_transformer(backbone, args, device, bw) -> list[dict]:
         except Exception as e:
             traceback.print_exc()
             row["error"] = f"{type(e).__name__}: {e}"[:500]
-        rows.append(row)
+        sink(row)
         _print_row(row)
         cache = None  # free the KV cache before the next (larger) one
         common.free_memory()
-    return rows
 
 
 def _print_row(r):
@@ -291,20 +328,25 @@ def main(argv=None):
     bw = ceilings["copy_GBps"]
     print(f"{env.get('gpu')} torch {env['torch']}; ceilings {ceilings}", flush=True)
     rows, info = [], {}
+    result = {"bench": "decode", "env": env, "ceilings": ceilings, "args": vars(args), "models": info, "rows": rows}
+    out = args.out or common.default_out("decode" + ("_compile" if args.compile else "") + ".json")
+
+    def sink(row):  # keep every row on disk as soon as it is measured (a stage cut short keeps its rows)
+        rows.append(row)
+        common.write_json(out, result)
+
     for arch in args.models:
         backbone = common.build_backbone(arch, args.size, device, dtype, kv_heads=args.kv_heads).eval()
         info[arch] = {"params": sum(p.numel() for p in backbone.parameters()),
                       "weight_bytes_per_step": common.decode_weight_bytes(backbone)}
-        rows += (bench_rwkv if arch == "rwkv" else bench_transformer)(backbone, args, device, bw)
-        del backbone
+        (bench_rwkv if arch == "rwkv" else bench_transformer)(backbone, args, device, bw, sink, info[arch])
+        backbone = None
         common.free_memory()
     for arch in args.models:
         mine = [r for r in rows if r["model"] == arch and "decode_ms" in r and r.get("fused", True) != args.no_fused]
         if len(mine) > 1:
             info[arch]["decode_spread_last_vs_first"] = mine[-1]["decode_ms"] / mine[0]["decode_ms"]
-    result = {"bench": "decode", "env": env, "ceilings": ceilings, "args": vars(args), "models": info, "rows": rows}
-    common.write_json(args.out or common.default_out("decode" + ("_compile" if args.compile else "") + ".json"),
-                      result)
+    common.write_json(out, result)
     common.print_table(rows, ["model", "fused", "ctx", "prefill_ms", "decode_ms", "floor_ms", "x_floor",
                               "decode_eager_ms", "state_mib", "decode_peak_gib", "error"],
                        f"decode, batch 1, {args.size}, graph={device == 'cuda' and not args.no_graph}, "

@@ -11,12 +11,15 @@
 # would be exceeded, so the call always returns inside the device's 10-minute limit:
 #   1. checks         bench/check_e2e.py: RWKV-7 GPU fp32/bf16 vs CPU fp32, gradients, recurrent == parallel,
 #                     CUDA graph == eager; Transformer baseline likewise                          (~30 s)
-#   2. decode         bench/decode.py, 1.5B, ctx 1k..64k, CUDA-graph decode, both models          (~60 s)
+#   2. decode         bench/decode.py, 1.5B, ctx 1k..64k, CUDA-graph decode (FusedDecoder; the plain
+#                     RWKV7.step graph at 1k and 64k for before/after), both models                (~70 s)
 #   3. train          bench/train_throughput.py, 0.4B + 1.5B, ctx 2048/8192/16384, both models    (~100 s)
 #   4. modality       bench/modality_tokens.py (Figure 2), 1.5B, 576/287/191/143 tokens            (~30 s)
-#   5. checks_compile compiled blocks vs eager (small models)                                      (~60 s)
-#   6. decode_compile decode with torch.compile'd block steps, then CUDA graph                    (~70 s)
-#   7. train_compile  1.5B training with torch.compile'd blocks                                    (~120 s)
+#   5. decode_compile decode with the torch.compile'd fused step, then CUDA graph; checks the compiled step
+#                     against eager RWKV7.step on the 1.5B model first (PASS/FAIL line)            (~70 s)
+#   6. train_compile  1.5B training with torch.compile'd blocks, ctx 2048 and 16384; the first compiled step's
+#                     loss is checked against an eager forward (PASS/FAIL line)                    (~150 s)
+#   7. checks_compile compiled blocks vs eager on the small check models, if time is left          (~60 s)
 # Variables: BUDGET (s), SKIP="name name" (stages to skip), TRAIN_ARGS / DECODE_ARGS (extra flags).
 set -o pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -57,13 +60,14 @@ stage checks 90 python3 bench/check_e2e.py $SM --out "$OUT/checks.json"
 stage decode 120 python3 bench/decode.py $SM --eager-too --compare-plain --out "$OUT/decode.json" ${DECODE_ARGS:-}
 stage train 170 python3 bench/train_throughput.py $SM --out "$OUT/train_throughput.json" ${TRAIN_ARGS:-}
 stage modality 70 python3 bench/modality_tokens.py $SM --out "$OUT/modality_tokens.json"
-stage checks_compile 90 python3 bench/check_e2e.py $SM --compile --out /tmp/checks_compile.json
 stage decode_compile 100 python3 bench/decode.py $SM --compile --ctx 1024 8192 65536 \
   --out "$OUT/decode_compile.json" ${DECODE_ARGS:-}
-stage train_compile 170 python3 bench/train_throughput.py $SM --compile --sizes 1.5b \
+stage train_compile 170 python3 bench/train_throughput.py $SM --compile --sizes 1.5b --ctx 2048 16384 \
   --out "$OUT/train_throughput_compile.json" ${TRAIN_ARGS:-}
+stage checks_compile 80 python3 bench/check_e2e.py $SM --compile --out /tmp/checks_compile.json
 
 # the reply shows only the end of the output: repeat every table and check verdict last
 python3 bench/e2e_summary.py "$OUT" 2>&1 | tee "$OUT/summary.txt"
-grep -h -E "^(FAIL)|^checks:" "$LOG"
+echo "== check lines: $(grep -c '^PASS' "$LOG") PASS, $(grep -c '^FAIL' "$LOG") FAIL"
+grep -h -E "^FAIL" "$LOG"
 echo "== stages: ${STATUS[*]} (total ${SECONDS}s)" | tee -a "$LOG"

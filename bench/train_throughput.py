@@ -69,9 +69,12 @@ def run_config(model, opt, batch, ctx, args, device) -> dict:
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16-mixed" and
                 torch.device(device).type == "cuda" else contextlib.nullcontext())
 
+    losses = []
+
     def step():
         with autocast:
             loss = model(batch)["loss"]
+        losses.append(loss.detach())  # read after timing (no sync inside the timed steps)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -99,6 +102,9 @@ def run_config(model, opt, batch, ctx, args, device) -> dict:
     if t is None:
         row["error"] = "OOM"
         return row
+    row.update(first_loss=float(losses[0]), loss=float(losses[-1]))
+    if not all(bool(torch.isfinite(x)) for x in losses):
+        row["error"] = "non-finite loss"
     sec = t["median_ms"] / 1e3
     row.update(step_ms=t["median_ms"], step_ms_all=t["times_ms"], tokens_per_s=flops["tokens"] / sec,
                tflops=flops["total"] / sec / 1e12, mfu=flops["total"] / sec / 1e12 / common.H100_BF16_DENSE_TFLOPS,
@@ -108,35 +114,47 @@ def run_config(model, opt, batch, ctx, args, device) -> dict:
     return row
 
 
-def bench_model(arch, size, args, device, dtype) -> list[dict]:
-    """Build one model (and its optimizer) once, then time every context."""
+def bench_model(arch, size, args, device, dtype, rows: list, save) -> None:
+    """Build one model (and its optimizer) once, then time every context; appends to ``rows``, calls ``save()``
+    after each (a stage cut short by its time limit keeps what it measured)."""
     common.free_memory()
     model = common.build_mllm(arch, size, device, dtype, tiny_encoder=args.smoke, kv_heads=args.kv_heads)
     model.train()
-    if args.compile:
-        common.compile_blocks("rwkv" if arch == "rwkv" else "transformer", "forward")
     opt = make_optimizer(model, device)
     n_params = sum(p.numel() for p in model.backbone.parameters())
-    rows = []
+    eager_loss = None
     for ctx in args.ctx:
         n_rows = max(1, args.tokens // ctx)
         batch = common.synthetic_batch(n_rows, ctx, model.encoder.num_tokens, model.encoder.image_size,
                                        model.backbone.config.vocab_size, device, dtype)
+        if args.compile and eager_loss is None:
+            # the compiled blocks must compute what the eager ones do: the first compiled step's loss (before any
+            # optimizer update) against an eager forward on the same batch and weights
+            common.compile_blocks("rwkv" if arch == "rwkv" else "transformer", "forward")
+            with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+                eager_loss = float(model(batch)["loss"])
+            check_pending = True
         try:
             row = run_config(model, opt, batch, ctx, args, device)
+            if args.compile and check_pending and "first_loss" in row:
+                rel = abs(row["first_loss"] - eager_loss) / abs(eager_loss)
+                row["compile_check_rel"] = rel
+                print(f"{'PASS' if rel <= 2e-2 else 'FAIL'}  train_compiled_{arch}_{size}  "
+                      f"loss {row['first_loss']:.5f} vs eager {eager_loss:.5f} (rel {rel:.2e}, tol 2e-2)", flush=True)
+            check_pending = False
         except Exception as e:  # record and go on: one broken configuration must not cost the others
             traceback.print_exc()
             row = {"ctx": ctx, "error": f"{type(e).__name__}: {e}"[:500]}
             opt.zero_grad(set_to_none=True)
         row.update(model=arch, size=size, backbone_params=n_params, compile=args.compile, precision=args.precision)
         rows.append(row)
+        save()
         print(f"   {arch:11s} {size:5s} ctx {ctx:6d}: " + (f"{row['tokens_per_s']:.0f} tok/s, MFU {row['mfu']:.3f}, "
               f"peak {row['peak_gib'] or 0:.1f} GiB, ckpt {row['ckpt']}" if "tokens_per_s" in row else
               row.get("error", "?")), flush=True)
         del batch
     del model, opt
     common.free_memory()
-    return rows
 
 
 def main(argv=None):
@@ -164,18 +182,22 @@ def main(argv=None):
     args.matmul_tflops = ceilings["matmul_TFLOPs"]
     print(f"{env.get('gpu')} torch {env['torch']} triton {env['triton']}; ceilings {ceilings}", flush=True)
     rows = []
+    result = {"bench": "train_throughput", "env": env, "ceilings": ceilings, "args": vars(args), "rows": rows}
+    out = args.out or common.default_out("train_throughput" + ("_compile" if args.compile else "") + ".json")
+
+    def save():
+        # speed-up of RWKV over the Transformer at each (size, ctx) measured so far
+        by = {(r["model"], r["size"], r["ctx"]): r for r in rows}
+        for r in rows:
+            other = by.get(("transformer", r["size"], r["ctx"]))
+            if r["model"] == "rwkv" and other and "tokens_per_s" in r and "tokens_per_s" in other:
+                r["speedup_vs_transformer"] = r["tokens_per_s"] / other["tokens_per_s"]
+        common.write_json(out, result)
+
     for size in args.sizes:
         for arch in args.models:
-            rows += bench_model(arch, size, args, device, dtype)
-    # speed-up of RWKV over the Transformer at each (size, ctx)
-    by = {(r["model"], r["size"], r["ctx"]): r for r in rows}
-    for r in rows:
-        other = by.get(("transformer", r["size"], r["ctx"]))
-        if r["model"] == "rwkv" and other and "tokens_per_s" in r and "tokens_per_s" in other:
-            r["speedup_vs_transformer"] = r["tokens_per_s"] / other["tokens_per_s"]
-    result = {"bench": "train_throughput", "env": env, "ceilings": ceilings, "args": vars(args), "rows": rows}
-    common.write_json(args.out or common.default_out("train_throughput" + ("_compile" if args.compile else "")
-                                                      + ".json"), result)
+            bench_model(arch, size, args, device, dtype, rows, save)
+    save()
     common.print_table(rows, ["model", "size", "ctx", "rows", "ckpt", "step_ms", "tokens_per_s", "mfu", "peak_gib",
                               "speedup_vs_transformer", "error"],
                        f"training step, {args.precision}, compile={args.compile}, {env.get('gpu') or 'cpu'}")
