@@ -109,3 +109,19 @@ def test_lm_task_writes_the_checkpoints_backbone_init_reads(tmp_path, monkeypatc
             "preset.limit_val_batches=1", "eval.max_batches=1", "logger=none", "trainer.enable_progress_bar=false"]
     metrics = train(compose_job("backbone_init", ["backbone=g1"], tiny + out))
     assert math.isfinite(metrics["test/loss"]) and 0 <= metrics["test/accuracy"] <= 1
+
+
+def test_export_backbone_from_a_lightning_checkpoint(tmp_path):
+    """An interrupted LM run's last.ckpt (state_dict under model.backbone.*) becomes a loadable BlinkDL .pth."""
+    from modrwkv.training.lm import export_backbone
+
+    backbone = RWKV7(RWKV7Config.from_name("tiny", vocab_size=97), wkv_backend="chunk")
+    state = {f"model.{k}": v for k, v in TextLM(backbone).state_dict().items()}
+    torch.save({"state_dict": state, "global_step": 3}, tmp_path / "last.ckpt")
+    out = export_backbone(tmp_path / "last.ckpt", tmp_path / "b.pth")
+    loaded = RWKV7.from_checkpoint(out)
+    assert loaded.config == backbone.config
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), backbone.state_dict().values()))
+    torch.save({"state_dict": {"model.adapter.w": torch.zeros(1)}}, tmp_path / "mm.ckpt")
+    with pytest.raises(ValueError, match="not a task=lm checkpoint"):
+        export_backbone(tmp_path / "mm.ckpt", tmp_path / "c.pth")

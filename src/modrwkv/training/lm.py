@@ -128,6 +128,23 @@ class SaveBackbone(L.Callback):
         log.info("backbone checkpoint written to %s", self.path)
 
 
+def export_backbone(lightning_ckpt: str | Path, out: str | Path) -> Path:
+    """The backbone of a task=lm Lightning checkpoint (e.g. an interrupted run's ``last.ckpt``) as a BlinkDL .pth."""
+    from ..backbone import RWKV7
+    from ..backbone.checkpoint import infer_config
+
+    state = torch.load(lightning_ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    prefix = "model.backbone."
+    sd = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    if not sd:
+        raise ValueError(f"{lightning_ckpt} holds no {prefix}* weights (not a task=lm checkpoint)")
+    model = RWKV7(infer_config(sd))
+    model.load_state_dict(sd)
+    out = Path(out)
+    model.save_checkpoint(out, format="blinkdl")
+    return out
+
+
 def init_checkpoint(cfg: DictConfig) -> str | None:
     """Where the LM starts: ``task.init_from`` if set; for the g1 variant, the base checkpoint; else random init."""
     if cfg.task.get("init_from"):
