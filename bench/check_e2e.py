@@ -165,7 +165,7 @@ def transformer_checks(device, compile_too: bool) -> None:
         par = model(x)
         if device == "cuda":
             record("tf_fwd_bf16", rel(par, ref_logits), 5e-2)
-            # packed equal-length rows == separate rows, and GQA runs
+            # packed equal-length rows == separate rows (the layout the training bench feeds)
             cu = torch.tensor([0, 50, 100], dtype=torch.int32, device=device)
             packed = model.head(model.forward_hidden(model.embed(x.reshape(1, -1)), cu)[0]).view_as(par)
             record("tf_packed_bf16", rel(packed, par), 1e-2)

@@ -56,7 +56,7 @@ stage() {  # stage NAME CAP_SECONDS command...
 } 2>&1 | tee -a "$LOG"
 
 SM=${SMOKE:+--smoke}  # SMOKE=1: every stage in its CPU smoke size (checks the script here, no GPU)
-stage checks 90 python3 bench/check_e2e.py $SM --out "$OUT/checks.json"
+stage checks 150 python3 bench/check_e2e.py $SM --out "$OUT/checks.json"
 stage decode 120 python3 bench/decode.py $SM --eager-too --compare-plain --out "$OUT/decode.json" ${DECODE_ARGS:-}
 stage train 170 python3 bench/train_throughput.py $SM --out "$OUT/train_throughput.json" ${TRAIN_ARGS:-}
 stage modality 70 python3 bench/modality_tokens.py $SM --out "$OUT/modality_tokens.json"

@@ -64,7 +64,7 @@ def checkpoint_mode(model, mode: str):
         model.backbone.grad_checkpointing = False
 
 
-def run_config(model, opt, batch, ctx, args, device) -> dict:
+def run_config(model, opt, batch, ctx, args, device, first_mode: str = "none") -> dict:
     """Time one (model, context) configuration; on OOM retries with less activation memory (checkpoint_mode)."""
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16-mixed" and
                 torch.device(device).type == "cuda" else contextlib.nullcontext())
@@ -85,6 +85,8 @@ def run_config(model, opt, batch, ctx, args, device) -> dict:
         modes = [args.ckpt]
     else:
         modes = ["none", "proj", "block"] if isinstance(model.backbone, RWKV7) else ["none", "block"]
+        # the same number of tokens per step at every context: start where the previous context fitted
+        modes = modes[modes.index(first_mode):] if first_mode in modes else modes
     t = None
     for mode in modes:
         row["ckpt"] = mode
@@ -123,6 +125,7 @@ def bench_model(arch, size, args, device, dtype, rows: list, save) -> None:
     opt = make_optimizer(model, device)
     n_params = sum(p.numel() for p in model.backbone.parameters())
     eager_loss = None
+    first_mode = "none"
     for ctx in args.ctx:
         n_rows = max(1, args.tokens // ctx)
         batch = common.synthetic_batch(n_rows, ctx, model.encoder.num_tokens, model.encoder.image_size,
@@ -135,7 +138,8 @@ def bench_model(arch, size, args, device, dtype, rows: list, save) -> None:
                 eager_loss = float(model(batch)["loss"])
             check_pending = True
         try:
-            row = run_config(model, opt, batch, ctx, args, device)
+            row = run_config(model, opt, batch, ctx, args, device, first_mode)
+            first_mode = row.get("ckpt", first_mode) if "step_ms" in row else first_mode
             if args.compile and check_pending and "first_loss" in row:
                 rel = abs(row["first_loss"] - eager_loss) / abs(eager_loss)
                 row["compile_check_rel"] = rel
