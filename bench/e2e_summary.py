@@ -82,12 +82,12 @@ def main(folder: str) -> None:
                                          "speedup_vs_transformer", "error"],
                            f"train, compile={res['args']['compile']}, {res['env'].get('gpu')}")
     verdicts += train_verdicts(trains)
-    for name, label in (("decode.json", "eager"), ("decode_compile.json", "compile")):
+    for name, label in (("decode.json", "not compiled"), ("decode_compile.json", "compiled")):
         res = load(folder, name)
         if res:
             common.print_table(res["rows"], ["model", "fused", "ctx", "prefill_ms", "decode_ms", "floor_ms", "x_floor",
                                              "decode_eager_ms", "state_mib", "decode_peak_gib", "error"],
-                               f"decode ({label} blocks, CUDA graph), {res['env'].get('gpu')}")
+                               f"decode ({label}), {res['env'].get('gpu')}")
             verdicts += decode_verdicts(res, label)
     res = load(folder, "modality_tokens.json")
     if res:
