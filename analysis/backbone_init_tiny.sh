@@ -2,6 +2,7 @@
 # Table 8 at the tiny preset, end to end (CPU, offline): text-pretrain the backbone (base), train it further (g1),
 # then the backbone_init sweep (random vs base vs g1) and its table. Usage: analysis/backbone_init_tiny.sh [ROOT]
 # ROOT (default: a fresh folder under /tmp) receives mlflow.db, data/, weights/ and the sweep outputs.
+# Run it in the project environment (. .venv/bin/activate). Steps: LM_STEPS, G1_STEPS, MM_STEPS, VAL_EVERY.
 set -euo pipefail
 trap '' TERM  # shared machines: a stray `pkill -f train.py` elsewhere must not end these long runs
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
