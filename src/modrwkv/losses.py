@@ -26,6 +26,18 @@ class L2Wrap(torch.autograd.Function):
         return grad_output, grad_logits
 
 
+def next_token_targets(labels: torch.Tensor, cu_seqlens: torch.Tensor | None,
+                       ignore_index: int = -100) -> torch.Tensor:
+    """Targets for positions 0..T-2 of packed rows: position t predicts label t + 1, within its own sequence.
+
+    labels (1, T) -> (1, T - 1); the last position of each packed sequence predicts nothing (``ignore_index``).
+    """
+    targets = labels[:, 1:].clone()
+    if cu_seqlens is not None and cu_seqlens.numel() > 2:
+        targets[:, cu_seqlens[1:-1].to(labels.device).long() - 1] = ignore_index
+    return targets
+
+
 def labelled_token_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
                         ignore_index: int = -100, l2wrap: bool = True) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy of ``head(hidden)`` against ``targets`` where a target is given.

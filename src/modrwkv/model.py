@@ -16,7 +16,7 @@ from torch import nn
 
 from modrwkv.data.chat import IGNORE_INDEX, PLACEHOLDER_ID, ChatTemplate
 from modrwkv.generation import decode, make_generator
-from modrwkv.losses import labelled_token_loss
+from modrwkv.losses import labelled_token_loss, next_token_targets
 
 
 @dataclass
@@ -113,9 +113,7 @@ class ModRWKV(nn.Module):
         emb = self.embed_inputs(input_ids, mod)  # (1, T, C)
         hidden, _ = self.backbone.forward_hidden(emb, cu_seqlens=None if cu is None else cu.to(device))  # (1, T, C)
         # position t predicts label t + 1; the last position of a packed sequence predicts nothing
-        targets = labels[:, 1:].clone()  # (1, T - 1)
-        if cu is not None and cu.numel() > 2:
-            targets[:, cu[1:-1].to(device).long() - 1] = IGNORE_INDEX
+        targets = next_token_targets(labels, cu, IGNORE_INDEX)  # (1, T - 1)
         loss, n = labelled_token_loss(self.backbone.head, hidden[:, :-1], targets, IGNORE_INDEX)
         return {"loss": loss, "num_tokens": n}
 

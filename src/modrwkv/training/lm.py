@@ -18,7 +18,6 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
@@ -26,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..backbone.factory import resolve_checkpoint
 from ..data.text_corpus import CorpusConfig, load_split, prepare_corpus
+from ..losses import labelled_token_loss, next_token_targets
 from .resolvers import lookup
 
 log = logging.getLogger("modrwkv.train")
@@ -43,13 +43,9 @@ class TextLM(nn.Module):
         ids = batch["input_ids"]
         cu = batch["cu_seqlens"].to(ids.device)
         hidden, _ = self.backbone.forward_hidden(self.backbone.embed(ids), cu_seqlens=cu)  # (1, T, C)
-        targets = ids[:, 1:].clone()  # position t predicts token t + 1 ...
-        if cu.numel() > 2:
-            targets[:, cu[1:-1].long() - 1] = -100  # ... within its own sequence only
-        sel = targets != -100
-        logits = self.backbone.head(hidden[:, :-1][sel])  # (n, V)
-        loss = F.cross_entropy(logits.float(), targets[sel])
-        return {"loss": loss, "num_tokens": int(sel.sum())}
+        targets = next_token_targets(ids, cu)  # (1, T - 1): each position predicts the next token of its sequence
+        loss, n = labelled_token_loss(self.backbone.head, hidden[:, :-1], targets)  # CE + L2Wrap, as BlinkDL
+        return {"loss": loss, "num_tokens": n}
 
 
 class TokenChunks(Dataset):
