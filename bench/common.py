@@ -343,6 +343,11 @@ def decode_weight_bytes(backbone: nn.Module) -> int:
 _COMPILED: set = set()
 
 
+def compile_backend() -> str:
+    """Inductor, or $BENCH_COMPILE_BACKEND ("aot_eager": trace-only checks on a CPU)."""
+    return os.environ.get("BENCH_COMPILE_BACKEND", "inductor")
+
+
 def compile_blocks(arch: str, which: str = "forward", mode: str | None = None) -> None:
     """torch.compile the block code at class level, once per process: inductor fuses the many small elementwise
     ops (token shift + 6-way mixing, LoRA activations, normalisations, gate) into few kernels.
@@ -361,14 +366,11 @@ def compile_blocks(arch: str, which: str = "forward", mode: str | None = None) -
                                                                 512)
     if arch == "rwkv":
         from modrwkv.backbone import layers
+        from modrwkv.backbone.compile import configure_inductor
 
-        if not getattr(layers.wkv7, "_bench_disabled", False):
-            layers.wkv7 = torch.compiler.disable(layers.wkv7)
-            layers.wkv7._bench_disabled = True
-            layers.wkv7_step = torch.compiler.disable(layers.wkv7_step)
+        configure_inductor()  # the WKV-7 calls in layers are compiler-disabled already
         cls = layers.Block
     else:
         from transformer_baseline import DecoderBlock as cls
-    backend = os.environ.get("BENCH_COMPILE_BACKEND", "inductor")  # "aot_eager": trace-only checks on a CPU
-    setattr(cls, which, torch.compile(getattr(cls, which), mode=mode, dynamic=None, backend=backend))
+    setattr(cls, which, torch.compile(getattr(cls, which), mode=mode, dynamic=None, backend=compile_backend()))
     _COMPILED.add(key)

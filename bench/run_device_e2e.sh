@@ -20,6 +20,8 @@
 #   6. train_compile  1.5B training with torch.compile'd blocks, ctx 2048 and 16384; the first compiled step's
 #                     loss is checked against an eager forward (PASS/FAIL line)                    (~150 s)
 #   7. checks_compile compiled blocks vs eager on the small check models, if time is left          (~60 s)
+#   8. gputests       tests/gpu/test_compile_gpu.py: Inductor-compiled RWKV-7 blocks == eager, values and
+#                     gradients, 1.5B width at 16K packed tokens (bf16) and 0.1B (fp32)               (~90 s)
 # Variables: BUDGET (s), SKIP="name name" (stages to skip), TRAIN_ARGS / DECODE_ARGS (extra flags).
 set -o pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -62,9 +64,10 @@ stage train 170 python3 bench/train_throughput.py $SM --out "$OUT/train_throughp
 stage modality 70 python3 bench/modality_tokens.py $SM --out "$OUT/modality_tokens.json"
 stage decode_compile 100 python3 bench/decode.py $SM --compile --ctx 1024 8192 65536 \
   --out "$OUT/decode_compile.json" ${DECODE_ARGS:-}
-stage train_compile 170 python3 bench/train_throughput.py $SM --compile --sizes 1.5b --ctx 2048 16384 \
+stage train_compile ${COMPILE_CAP:-170} python3 bench/train_throughput.py $SM --compile --sizes 1.5b --ctx 2048 16384 \
   --out "$OUT/train_throughput_compile.json" ${TRAIN_ARGS:-}
 stage checks_compile 80 python3 bench/check_e2e.py $SM --compile --out /tmp/checks_compile.json
+stage gputests 150 python3 -m pytest -q -s -m gpu -p no:cacheprovider tests/gpu/test_compile_gpu.py
 
 # the reply shows only the end of the output: repeat every table and check verdict last
 python3 bench/e2e_summary.py "$OUT" 2>&1 | tee "$OUT/summary.txt"

@@ -133,7 +133,10 @@ def bench_model(arch, size, args, device, dtype, rows: list, save) -> None:
         if args.compile and eager_loss is None:
             # the compiled blocks must compute what the eager ones do: the first compiled step's loss (before any
             # optimizer update) against an eager forward on the same batch and weights
-            common.compile_blocks("rwkv" if arch == "rwkv" else "transformer", "forward")
+            if arch == "rwkv":  # the product path: RWKV7.compile_blocks (Inductor settings it needs included)
+                model.backbone.compile_blocks(backend=common.compile_backend())
+            else:
+                common.compile_blocks("transformer", "forward")
             with torch.no_grad(), torch.compiler.set_stance("force_eager"):
                 eager_loss = float(model(batch)["loss"])
             check_pending = True

@@ -29,11 +29,17 @@ def resolve_checkpoint(checkpoint: str | Path, weights_dir: str | Path | None) -
 
 def build_backbone(size: str = "tiny", checkpoint: str | None = None, weights_dir: str | None = None,
                    wkv_backend: str = "auto", grad_checkpointing: bool = False, device: str | None = None,
-                   **overrides) -> RWKV7:
+                   compile: bool = False, **overrides) -> RWKV7:
     """An RWKV-7 of a named size (random BlinkDL init), or loaded from ``checkpoint`` (whose shapes must fit ``size``).
 
     ``device="meta"`` builds the architecture without memory (to check shapes of the real sizes).
+    ``compile`` torch.compiles the blocks (`RWKV7.compile_blocks`; the first steps take longer while it compiles).
     """
+    model = _build(size, checkpoint, weights_dir, wkv_backend, grad_checkpointing, device, **overrides)
+    return model.compile_blocks() if compile and device != "meta" else model
+
+
+def _build(size, checkpoint, weights_dir, wkv_backend, grad_checkpointing, device, **overrides) -> RWKV7:
     cfg = RWKV7Config.from_name(size, **overrides)
     if checkpoint:
         path = resolve_checkpoint(checkpoint, weights_dir)

@@ -10,8 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kernels import wkv7, wkv7_step
+from ..kernels import wkv7 as _wkv7
+from ..kernels import wkv7_step as _wkv7_step
 from .config import RWKV7Config
+
+# The WKV-7 kernels stay outside torch.compile graphs (see compile.py): each is one Triton launch already, and the
+# varlen host code reads ``cu_seqlens`` values. Outside compilation these are the plain functions.
+wkv7 = torch.compiler.disable(_wkv7)
+wkv7_step = torch.compiler.disable(_wkv7_step)
 
 LOG_DECAY_SCALE = -0.6065306597126334  # -exp(-0.5): log decay = LOG_DECAY_SCALE * sigmoid(.) lies in (-0.6065, 0)
 

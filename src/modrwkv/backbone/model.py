@@ -24,10 +24,12 @@ from .state import RWKV7State
 class RWKV7(nn.Module):
     """RWKV-7 language model.
 
-    ``wkv_backend`` picks the WKV-7 kernel ("auto": Triton on CUDA, chunked PyTorch on CPU).
+    ``wkv_backend`` picks the WKV-7 kernel ("auto": Triton on CUDA, chunked PyTorch on CPU); ``compile``
+    torch.compiles the blocks' forward (see `compile_blocks`).
     """
 
-    def __init__(self, config: RWKV7Config, wkv_backend: str = "auto", grad_checkpointing: bool = False):
+    def __init__(self, config: RWKV7Config, wkv_backend: str = "auto", grad_checkpointing: bool = False,
+                 compile: bool = False):
         super().__init__()
         self.config = config
         self.wkv_backend = wkv_backend
@@ -37,6 +39,16 @@ class RWKV7(nn.Module):
         self.ln_out = nn.LayerNorm(config.n_embd, eps=1e-5)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         init_rwkv7_(self)
+        if compile:
+            self.compile_blocks()
+
+    def compile_blocks(self, mode: str | None = None, backend: str = "inductor") -> RWKV7:
+        """torch.compile every block's forward in place (training and prefill; the recurrent step stays eager).
+        Fuses the token-shift mixes, LoRA activations and normalisations; the WKV-7 kernel runs between graphs."""
+        from .compile import compile_blocks
+
+        compile_blocks(self.blocks, mode=mode, backend=backend)
+        return self
 
     # ---- state -------------------------------------------------------------------------------------------------
     def empty_state(self, n: int, device=None, dtype=None) -> RWKV7State:
