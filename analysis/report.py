@@ -10,7 +10,7 @@ import pandas as pd
 
 from .plots import plot_heatmap, plot_metric_vs_tokens, plot_training_curves
 from .runs import load_sweep, metric_history
-from .tables import sweep_table, title_of, to_markdown
+from .tables import runs_table, sweep_table, title_of, to_markdown
 
 # the metric a sweep is judged by, per modality (higher is better for accuracy, lower for the others)
 MAIN_METRIC = {"image": "val/accuracy", "series": "val/mse", "audio": "val/wer", "text": "val/loss"}
@@ -41,8 +41,13 @@ def summarize(tracking_uri: str, out_dir: str | Path, sweep: str | None = None, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"markdown": out / f"{stem}.md", "csv": out / f"{stem}.csv"}
-    files["markdown"].write_text(md)
     table.to_csv(files["csv"], index=False)
+    if (table["runs"] > 1).any():  # several runs (seeds) of a configuration: each run's numbers too
+        runs = runs_table(children, name)
+        md += "\n" + to_markdown(runs, "Each run (mean and std above are over these)")
+        files["runs_csv"] = out / f"{stem}_runs.csv"
+        runs.to_csv(files["runs_csv"], index=False)
+    files["markdown"].write_text(md)
     history = metric_history(tracking_uri, children, keys=("train/loss", "val/loss", metric))
     files["curves"] = plot_training_curves(history, out / f"{stem}_curves.png")
     if metric in table and "tokens" in table and table.get("conv (k,s)", pd.Series()).nunique() > 1:

@@ -67,23 +67,42 @@ def _sort_key(key: str):
     return order
 
 
-def sweep_table(children: pd.DataFrame, sweep: str, with_paper: bool | None = None) -> pd.DataFrame:
-    """One row per configuration of the sweep, with our final metrics (mean over runs of one configuration, e.g.
-    seeds; ``runs`` counts them, ``failed`` counts crashed ones) and, for the paper preset (or ``with_paper=True``),
-    the paper's numbers."""
+def _keys_and_metrics(children: pd.DataFrame, sweep: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """(the flat params, the params that identify a configuration, the metrics logged) of a sweep's children."""
     params = flat_params(children)
     spec = SPECS.get(sweep)
     keys = [k for k in (spec.keys if spec else varying_keys(params)) if k in params]
     modality = params["modality"].iloc[0] if "modality" in params else "image"
     metrics = [m for m in METRICS.get(modality, ()) if f"metrics.{m}" in children]
+    return params, keys, metrics
+
+
+def _sorted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return table.sort_values(keys, key=lambda col: _sort_key(col.name)(col)).reset_index(drop=True)
+
+
+def sweep_table(children: pd.DataFrame, sweep: str, with_paper: bool | None = None) -> pd.DataFrame:
+    """One row per configuration of the sweep, with our final metrics (mean over runs of one configuration, e.g.
+    seeds; ``runs`` counts them, ``failed`` counts crashed ones) and, for the paper preset (or ``with_paper=True``),
+    the paper's numbers. Where some configuration has several runs, each metric is followed by ``<metric> std``:
+    the sample standard deviation (ddof 1) over that configuration's runs (empty for a single run)."""
+    params, keys, metrics = _keys_and_metrics(children, sweep)
     data = params[keys].copy()
     for m in metrics:
         data[m] = children[f"metrics.{m}"]
     data["failed"] = (children["status"] == "FAILED").astype(int)
     data["runs"] = 1
     agg = {m: "mean" for m in metrics} | {"failed": "sum", "runs": "sum"}
-    table = data.groupby(keys, dropna=False, sort=False).agg(agg).reset_index()
-    table = table.sort_values(keys, key=lambda col: _sort_key(col.name)(col)).reset_index(drop=True)
+    grouped = data.groupby(keys, dropna=False, sort=False)
+    table = grouped.agg(agg).reset_index()
+    if metrics and (table["runs"] > 1).any():
+        spread = grouped[metrics].std(ddof=1).reset_index(drop=True)
+        columns = list(keys)
+        for m in metrics:
+            table[f"{m} std"] = spread[m].to_numpy()
+            columns += [m, f"{m} std"]
+        table = table[columns + ["failed", "runs"]]
+    table = _sorted(table, keys)
     if with_paper is None:
         with_paper = "preset" in params and (params["preset"] == "paper").all()
     if with_paper:
@@ -92,11 +111,25 @@ def sweep_table(children: pd.DataFrame, sweep: str, with_paper: bool | None = No
     return table.rename(columns=COLUMN_TITLES)
 
 
+def runs_table(children: pd.DataFrame, sweep: str) -> pd.DataFrame:
+    """One row per run of the sweep (e.g. each seed of each configuration): the configuration's params, ``seed``
+    (where logged), ``status`` and the final metrics, in the sweep table's order, then by seed."""
+    params, keys, metrics = _keys_and_metrics(children, sweep)
+    order = keys + (["seed"] if "seed" in params and "seed" not in keys else [])
+    data = params[order].copy()
+    if "seed" in data:
+        data["seed"] = pd.to_numeric(data["seed"], errors="coerce").astype("Int64")
+    data["status"] = children["status"].to_numpy()
+    for m in metrics:
+        data[m] = children[f"metrics.{m}"].to_numpy()
+    return _sorted(data, order).rename(columns=COLUMN_TITLES)
+
+
 def to_markdown(table: pd.DataFrame, title: str | None = None, digits: int = 4) -> str:
     """A GitHub markdown table (no tabulate dependency); floats rounded to ``digits`` significant decimals."""
 
     def cell(v) -> str:
-        if v is None or (isinstance(v, float) and pd.isna(v)):
+        if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)):
             return "-"
         if isinstance(v, float):
             return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.0f}"

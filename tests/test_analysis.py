@@ -16,7 +16,7 @@ from analysis import summarize as summarize_cli  # noqa: E402
 from analysis.paper_tables import TABLE6, TABLE7  # noqa: E402
 from analysis.plots import plot_heatmap  # noqa: E402
 from analysis.runs import list_sweeps, load_sweep  # noqa: E402
-from analysis.tables import sweep_table, to_markdown  # noqa: E402
+from analysis.tables import runs_table, sweep_table, to_markdown  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -128,3 +128,65 @@ def test_encoder_size_table_and_heatmap(tmp_path):
     assert list(table["paper VQAv2"]) == [TABLE6[(e, s)][0] for e, s in zip(table["encoder"], table["backbone"])]
     path = plot_heatmap(table, "encoder", "backbone", "val/accuracy", tmp_path / "h.png")
     assert path.read_bytes()[:8] == PNG
+
+
+def _seeded_backbone_init() -> list[dict]:
+    """3 checkpoints x 3 seeds of the backbone_init sweep, val/accuracy = base + seed / 100."""
+    base = {"random": 0.80, "base": 0.85, "g1": 0.90}
+    return [{"id": f"{c}-{seed}", "params": {"backbone_scale": "0.4b", "checkpoint": c, "backbone": "tiny",
+                                             "seed": str(seed)},
+             "metrics": {"val/accuracy": base[c] + seed / 100, "val/loss": 1.0, "test/accuracy": 0.5,
+                         "test/loss": 2.0 - seed / 10}}
+            for seed in (2, 0, 1) for c in ("g1", "random", "base")]
+
+
+def test_seeds_are_averaged_with_their_spread_and_listed_per_run():
+    children = _children(_seeded_backbone_init(), "tiny")
+    table = sweep_table(children, "backbone_init")
+    assert list(table["checkpoint"]) == ["random", "base", "g1"] and list(table["runs"]) == [3, 3, 3]
+    assert list(table.columns[3:7]) == ["val/accuracy", "val/accuracy std", "test/accuracy", "test/accuracy std"]
+    assert table["val/accuracy"].tolist() == pytest.approx([0.81, 0.86, 0.91])  # mean of +0, +0.01, +0.02
+    assert table["val/accuracy std"].tolist() == pytest.approx([0.01] * 3)      # sample std (ddof 1)
+    assert table["test/accuracy std"].tolist() == pytest.approx([0.0] * 3)
+    assert table["test/loss std"].tolist() == pytest.approx([0.1] * 3)
+    runs = runs_table(children, "backbone_init")
+    assert list(zip(runs["checkpoint"], runs["seed"])) == [(c, s) for c in ("random", "base", "g1") for s in (0, 1, 2)]
+    assert runs.loc[2, "val/accuracy"] == pytest.approx(0.82) and set(runs["status"]) == {"FINISHED"}
+    md = to_markdown(runs)
+    assert md.count("\n| ") == 9 and "| random | 0 |" not in md and "| tiny | 0 | FINISHED |" in md
+
+
+def test_one_run_per_configuration_has_no_std_columns():
+    rows = [r for r in _seeded_backbone_init() if r["params"]["seed"] == "0"]
+    table = sweep_table(_children(rows, "tiny"), "backbone_init")
+    assert not [c for c in table.columns if c.endswith(" std")] and list(table["runs"]) == [1, 1, 1]
+
+
+def test_summarize_writes_each_seed_when_configurations_repeat(tmp_path):
+    """A store with one backbone_init parent run and 9 children (3 seeds): the table has std columns and the
+    markdown adds the per-run table; the per-run CSV is written."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("modrwkv")
+    parent = client.create_run(exp, tags={"modrwkv.kind": "sweep", "modrwkv.sweep": "backbone_init",
+                                          "modrwkv.preset": "tiny", "mlflow.runName": "backbone_init"})
+    for r in _seeded_backbone_init():
+        run = client.create_run(exp, tags={"mlflow.parentRunId": parent.info.run_id, "mlflow.runName": r["id"]})
+        for k, v in {**r["params"], "modality": "image", "preset": "tiny"}.items():
+            client.log_param(run.info.run_id, k, v)
+        for k, v in r["metrics"].items():
+            client.log_metric(run.info.run_id, k, v, step=300)
+        client.set_terminated(run.info.run_id)
+    client.set_terminated(parent.info.run_id)
+    mlflow.set_tracking_uri(uri)
+    out = tmp_path / "out"
+    assert summarize_cli.main(["--sweep", "backbone_init", "--tracking-uri", uri, "--out", str(out)]) == 0
+    table = pd.read_csv(out / "backbone_init.csv")
+    assert table["val/accuracy std"].tolist() == pytest.approx([0.01] * 3) and list(table["runs"]) == [3, 3, 3]
+    runs = pd.read_csv(out / "backbone_init_runs.csv")
+    assert len(runs) == 9 and list(runs["seed"][:3]) == [0, 1, 2]
+    md = (out / "backbone_init.md").read_text()
+    assert "val/accuracy std" in md and "### Each run" in md and md.count("\n| ") == 4 + 10
