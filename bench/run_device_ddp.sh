@@ -3,6 +3,7 @@
 #   1. ddp1  the 0.4B preset on 1 GPU  (trainer=gpu: no DDP wrapper, the baseline)
 #   2. ddp2  the same on 2 GPUs        (trainer=ddp: 2 ranks, NCCL), same per-GPU batch
 #   3. fsdp  the 1.5B preset on 2 GPUs (trainer=fsdp, one FSDP unit per RWKV-7 block, FSDP activation checkpointing)
+#   4. ddp2c, ddp1c  ddp2 and ddp1 with torch.compile'd RWKV-7 blocks (backbone.compile=true)
 # Each prints `THROUGHPUT {json}` (modrwkv.training.distributed.ThroughputMonitor: tokens/s over all ranks after WARMUP
 # steps, and whether the ranks' training samples were distinct); the summary prints tokens/s, the 2-GPU/1-GPU ratio
 # (issue 8 asks for >= 1.8) and the distinct-sample check, and writes $OUT/ddp_summary.json.
@@ -88,19 +89,22 @@ stage() {  # stage NAME CAP_SECONDS overrides...: one training run, its THROUGHP
   "$PYTHON" -c "import torch, lightning, hydra, webdataset; print('torch', torch.__version__, 'lightning', \
 lightning.__version__, 'gpus', torch.cuda.device_count())"
 } 2>&1 | tee -a "$LOG"
-rm -f "$OUT"/ddp1.json "$OUT"/ddp2.json "$OUT"/fsdp.json
+rm -f "$OUT"/ddp1.json "$OUT"/ddp2.json "$OUT"/fsdp.json "$OUT"/ddp1c.json "$OUT"/ddp2c.json
 
 # 0.4B, same per-GPU batch: 2 GPUs should do nearly twice the tokens per second
 stage ddp1 200 "$GPU_ONE" trainer.devices=1 backbone.scale=0.4b "preset.batch_size=$BATCH"
 stage ddp2 200 "$GPU_DDP" trainer.devices=2 backbone.scale=0.4b "preset.batch_size=$BATCH"
 stage fsdp 220 "${FSDP[@]}" trainer.devices=2 "backbone.scale=$FSDP_SCALE" "preset.batch_size=$FSDP_BATCH"
+# the same DDP runs with torch.compile'd RWKV-7 blocks (backbone.compile=true), through Lightning
+stage ddp2c 240 "$GPU_DDP" trainer.devices=2 backbone.scale=0.4b "preset.batch_size=$BATCH" backbone.compile=true
+stage ddp1c 200 "$GPU_ONE" trainer.devices=1 backbone.scale=0.4b "preset.batch_size=$BATCH" backbone.compile=true
 
 "$PYTHON" - "$OUT" "${STATUS[@]}" <<'EOF' 2>&1 | tee -a "$LOG"
 import json, sys
 from pathlib import Path
 
 out, status = Path(sys.argv[1]), sys.argv[2:]
-res = {n: json.loads((out / f"{n}.json").read_text()) for n in ("ddp1", "ddp2", "fsdp") if (out / f"{n}.json").exists()}
+res = {n: json.loads((out / f"{n}.json").read_text()) for n in ("ddp1", "ddp2", "fsdp", "ddp1c", "ddp2c") if (out / f"{n}.json").exists()}
 summary = {"status": status, "runs": res}
 for name, r in res.items():
     print(f"{name}: world {r['world_size']}, {r['steps']} timed steps, {r['tokens_per_s']:.0f} tokens/s, "
@@ -109,6 +113,9 @@ if "ddp1" in res and "ddp2" in res:
     ratio = res["ddp2"]["tokens_per_s"] / res["ddp1"]["tokens_per_s"]
     summary["ddp_speedup_2_over_1"] = ratio
     print(f"DDP 2 GPUs / 1 GPU: {ratio:.2f}x (issue 8 asks >= 1.8)  ranks distinct: {res['ddp2']['distinct_across_ranks']}")
+if "ddp1c" in res and "ddp2c" in res:
+    summary["ddp_compiled_speedup_2_over_1"] = res["ddp2c"]["tokens_per_s"] / res["ddp1c"]["tokens_per_s"]
+    print(f"compiled: DDP 2 GPUs / 1 GPU: {summary['ddp_compiled_speedup_2_over_1']:.2f}x")
 (out / "ddp_summary.json").write_text(json.dumps(summary, indent=1))
 print("status:", " ".join(status))
 EOF

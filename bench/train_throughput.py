@@ -104,6 +104,12 @@ def run_config(model, opt, batch, ctx, args, device, first_mode: str = "none") -
     if t is None:
         row["error"] = "OOM"
         return row
+    if args.profile and torch.device(device).type == "cuda":
+        from profile_step import print_profile, profile_steps
+
+        with checkpoint_mode(model, row["ckpt"]):
+            row["profile"] = profile_steps(step, steps=args.profile)
+        print_profile(row["profile"], f"{type(model.backbone).__name__} ctx {ctx} ckpt {row['ckpt']}")
     row.update(first_loss=float(losses[0]), loss=float(losses[-1]))
     if not all(bool(torch.isfinite(x)) for x in losses):
         row["error"] = "non-finite loss"
@@ -153,7 +159,8 @@ def bench_model(arch, size, args, device, dtype, rows: list, save) -> None:
             traceback.print_exc()
             row = {"ctx": ctx, "error": f"{type(e).__name__}: {e}"[:500]}
             opt.zero_grad(set_to_none=True)
-        row.update(model=arch, size=size, backbone_params=n_params, compile=args.compile, precision=args.precision)
+        row.update(model=arch, size=size, backbone_params=n_params, compile=args.compile, precision=args.precision,
+                   memory_budget=args.memory_budget)
         rows.append(row)
         save()
         print(f"   {arch:11s} {size:5s} ctx {ctx:6d}: " + (f"{row['tokens_per_s']:.0f} tok/s, MFU {row['mfu']:.3f}, "
@@ -175,12 +182,21 @@ def main(argv=None):
     ap.add_argument("--ckpt", default="auto", choices=["auto", "none", "proj", "block"],
                     help="activation checkpointing (auto: none, then less memory on OOM; see checkpoint_mode)")
     ap.add_argument("--kv-heads", type=int, default=None, help="Transformer KV heads (default: MHA)")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="after timing, profile STEPS steps and print GPU time by kernel category (CUDA only)")
+    ap.add_argument("--memory-budget", type=float, default=None,
+                    help="with --compile: torch._functorch activation_memory_budget (0..1, the partitioner "
+                         "recomputes the cheapest activations to save this fraction of the memory)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--smoke", action="store_true", help="CPU (or GPU if present), tiny sizes, one timed step")
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/train_throughput.json)")
     args = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.memory_budget is not None:
+        import torch._functorch.config as functorch_config
+
+        functorch_config.activation_memory_budget = args.memory_budget
     if args.smoke:
         args.sizes, args.ctx, args.tokens, args.warmup, args.iters = ["tiny"], [64], 128, 1, 1
     dtype = torch.float32 if (args.precision == "bf16-mixed" or device == "cpu") else torch.bfloat16
