@@ -249,3 +249,30 @@ def test_two_process_ddp_on_cpu_trains_and_logs_one_mlflow_run(tmp_path):
     result = json.loads(out.read_text())
     assert result["world_size"] == 2 and result["steps"] == 3 and result["tokens"] > 0
     assert result["distinct_across_ranks"] and result["samples_per_rank"] == [32, 32]  # 4 steps x batch 8 each
+
+
+def test_gradient_clipping_by_norm_goes_through_the_fsdp_module_under_fsdp():
+    """Lightning's FSDP precision refuses norm clipping; the module asks the FSDP root to clip over all shards,
+    and leaves every other strategy to Lightning (which clips locally)."""
+    import torch
+
+    from modrwkv.training.module import ModRWKVModule
+
+    class FSDPStrategyStub:  # stands for lightning's FSDPStrategy: only the class name and `model` are read
+        def __init__(self):
+            self.model = SimpleNamespace(clipped=[], clip_grad_norm_=lambda v: self.model.clipped.append(v))
+
+    module = ModRWKVModule(torch.nn.Linear(3, 1), modality="text", optim={"lr": 1e-3})
+    module.model.weight.grad = torch.full((1, 3), 10.0)
+    strategy = FSDPStrategyStub()
+    module._trainer = SimpleNamespace(strategy=strategy)
+    module.configure_gradient_clipping(None, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+    assert strategy.model.clipped == [1.0]
+    assert torch.equal(module.model.weight.grad, torch.full((1, 3), 10.0))  # untouched here: FSDP's call clips
+
+    calls = []
+    module._trainer = SimpleNamespace(strategy=SimpleNamespace())  # DDP/single device: Lightning's own path
+    module.clip_gradients = lambda opt, gradient_clip_val, gradient_clip_algorithm: calls.append(
+        (gradient_clip_val, gradient_clip_algorithm))
+    module.configure_gradient_clipping(None, gradient_clip_val=0.5, gradient_clip_algorithm="norm")
+    assert calls == [(0.5, "norm")]

@@ -39,12 +39,14 @@ def configure_inductor() -> None:
             torch._dynamo.config.accumulated_cache_size_limit, 8 * CACHE_SIZE_LIMIT)
 
 
-def compile_blocks(blocks: nn.ModuleList, mode: str | None = None, backend: str = "inductor") -> None:
+def compile_blocks(blocks: nn.ModuleList, mode: str | None = None, backend: str = "inductor",
+                   dynamic: bool | None = True) -> None:
     """Compile each block's forward in place (``nn.Module.compile``: parameter names and state dicts unchanged).
 
-    Compilation happens lazily at the first call on each device and shape; lengths that vary between batches are
-    made dynamic after the first recompilation (``dynamic=None``). ``Block.step`` (decoding) is not compiled.
+    Compilation happens lazily at the first call. ``dynamic=True`` (default) compiles for any length and number of
+    packed sequences at once: training batches differ in both, and ``None`` would compile each graph twice (static,
+    then dynamic at the first new length). ``Block.step`` (decoding) is not compiled.
     """
     configure_inductor()
     for block in blocks:
-        block.compile(mode=mode, backend=backend, dynamic=None)
+        block.compile(mode=mode, backend=backend, dynamic=dynamic)

@@ -42,12 +42,12 @@ class RWKV7(nn.Module):
         if compile:
             self.compile_blocks()
 
-    def compile_blocks(self, mode: str | None = None, backend: str = "inductor") -> RWKV7:
+    def compile_blocks(self, mode: str | None = None, backend: str = "inductor", dynamic: bool | None = True) -> RWKV7:
         """torch.compile every block's forward in place (training and prefill; the recurrent step stays eager).
         Fuses the token-shift mixes, LoRA activations and normalisations; the WKV-7 kernel runs between graphs."""
         from .compile import compile_blocks
 
-        compile_blocks(self.blocks, mode=mode, backend=backend)
+        compile_blocks(self.blocks, mode=mode, backend=backend, dynamic=dynamic)
         return self
 
     # ---- state -------------------------------------------------------------------------------------------------

@@ -107,6 +107,16 @@ class ModRWKVModule(L.LightningModule):
         self._log_metrics(self.test_metrics)
 
     # ---- optimisation --------------------------------------------------------------------------------------
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip by norm under FSDP too: Lightning's FSDP precision plugin refuses norm clipping (it needs the
+        FSDP module, Lightning-AI/pytorch-lightning#19235), so under FSDP the root module's ``clip_grad_norm_``
+        computes the norm over all ranks' shards; every other strategy takes Lightning's own path."""
+        if gradient_clip_val and self._sharded() and gradient_clip_algorithm in (None, "norm"):
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                            gradient_clip_algorithm=gradient_clip_algorithm)
+
     def configure_optimizers(self):
         cfg = self.optim_cfg
         opt = build_optimizer(self.model, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0),
