@@ -56,8 +56,10 @@ import triton.language as tl
 # STATE_DTYPE: how the chunk-boundary states and their gradients are kept between forward and backward; "auto" is
 # bf16 for bf16/fp16 inputs (measured: worst relative gradient error 2.76e-3 vs 2.72e-3 with fp32, 0.55 ms less
 # fwd+bwd at B=8 T=4096 H=32) and fp32 for fp32 inputs. The recurrence itself always runs in fp32.
+# SEQPAR: "off" (default: the sequential forward), "on" (the sequence-parallel forward of triton_seqpar.py, same
+# outputs and saved tensors; not yet timed on a GPU) or "auto" (seqpar for few sequences x heads, long sequences).
 CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 8,
-          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3}
+          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "off"}
 LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
 
@@ -134,14 +136,27 @@ def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr):
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_fwd_kernel(
-    r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, state_offsets, T,
+    r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, state_offsets, T, s_in, chunk_index,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE_STATES: tl.constexpr, IS_VARLEN: tl.constexpr,
-    INV_PREC: tl.constexpr,
+    INV_PREC: tl.constexpr, STORE_U: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
-    """Grid (V // BV, N * H). Walks the chunks of one (sequence, head) in order with S [K, BV] in registers."""
+    """Grid (V // BV, N * H). Walks the chunks of one (sequence, head) in order with S [K, BV] in registers.
+
+    SEQPAR (triton_seqpar.py): with ONE_CHUNK, grid (V // BV, chunks * H) and each program runs exactly one chunk
+    from its fp32 start state in ``s_in`` ([NS, H, K, V], written by the state pass); SAVE_STATES then copies that
+    start state into ``states`` and nothing is written after the chunk. With ONE_CHUNK off (s_in, chunk_index
+    unused, STORE_U = SAVE_STATES) this is the sequential kernel, unchanged."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
+    t_lo = 0
+    if ONE_CHUNK:  # SEQPAR: program_id(1) = chunk * H + head
+        if IS_VARLEN:
+            t_lo = tl.load(chunk_index + 2 * i_n + 1)
+            i_n = tl.load(chunk_index + 2 * i_n)
+        else:
+            t_lo = i_n % tl.cdiv(T, BT)
+            i_n = i_n // tl.cdiv(T, BT)
     if IS_VARLEN:
         bos = tl.load(cu_seqlens + i_n).to(tl.int64)
         T = (tl.load(cu_seqlens + i_n + 1).to(tl.int64) - bos).to(tl.int32)
@@ -156,9 +171,12 @@ def _wkv7_fwd_kernel(
     s_ptrs = o_k[:, None] * V + o_v[None, :]  # [K, BV] inside one [K, V] state
 
     S = tl.zeros([K, BV], dtype=tl.float32)
-    if USE_H0:
+    if ONE_CHUNK:  # SEQPAR: the chunk's start state from the state pass
+        S += tl.load(s_in + ((s_off + t_lo) * H + i_h) * K * V + s_ptrs)
+        NT = t_lo + 1
+    elif USE_H0:
         S += tl.load(h0 + i_nh.to(tl.int64) * K * V + s_ptrs)
-    for i_t in range(0, NT):
+    for i_t in range(t_lo, NT):
         if SAVE_STATES:
             tl.store(states + ((s_off + i_t) * H + i_h) * K * V + s_ptrs, S.to(states.dtype.element_ty))
         t0 = i_t * BT
@@ -172,15 +190,16 @@ def _wkv7_fwd_kernel(
         Linv = _tri_inverse(A_ab, BT, INV_PREC)
         X = tl.dot(a_s, S) + tl.dot(A_ak, vv)  # [BT, BV]
         u = tl.dot(Linv, X, input_precision=INV_PREC)
-        if SAVE_STATES:
+        if STORE_U:
             tl.store(ubuf + vbase + v_offs, u, mask=m_t[:, None])  # the backward reads u instead of re-solving
         out = tl.dot(r_s, S) + tl.dot(A_rb, u) + tl.dot(A_rk, vv)
         tl.store(o + vbase + v_offs, out.to(o.dtype.element_ty), mask=m_t[:, None])
         S = S * tl.exp(g_last)[:, None] + tl.dot(tl.trans(b_e), u) + tl.dot(tl.trans(k_e), vv)
-    if SAVE_STATES:
-        tl.store(states + ((s_off + NT) * H + i_h) * K * V + s_ptrs, S.to(states.dtype.element_ty))
-    if STORE_HT:
-        tl.store(ht + i_nh.to(tl.int64) * K * V + s_ptrs, S)
+    if not ONE_CHUNK:  # SEQPAR: the state pass writes the final states
+        if SAVE_STATES:
+            tl.store(states + ((s_off + NT) * H + i_h) * K * V + s_ptrs, S.to(states.dtype.element_ty))
+        if STORE_HT:
+            tl.store(ht + i_nh.to(tl.int64) * K * V + s_ptrs, S)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -335,14 +354,21 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
         state_dtype = torch.float32 if r.dtype == torch.float32 else torch.bfloat16
     states = r.new_empty(ns, H, K, V, dtype=state_dtype) if save else None
     ubuf = torch.empty_like(v, dtype=torch.float32) if save else None
+    layout = (offsets, n_chunks, chunk_index)
+    if cfg.get("SEQPAR", "off") != "off":  # SEQPAR: sequence-parallel forward (triton_seqpar.py), same outputs
+        from .triton_seqpar import seqpar_fwd, use_seqpar
+
+        if use_seqpar(cfg, N, H, B * T, r.device):
+            seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cfg)
+            return o, ht, ((states, ubuf) if save else None), layout
     BV = _pick_bv(cfg["BV_FWD"], V, N * H, r.device)
     LAST_KERNELS["fwd"] = _wkv7_fwd_kernel[(V // BV, N * H)](
-        r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, offsets, T,
+        r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, offsets, T, None, None,
         H=H, K=K, V=V, BT=bt, BV=BV,
         USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save, IS_VARLEN=cu_seqlens is not None,
-        INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
+        INV_PREC=cfg["INV_PREC"], STORE_U=save, ONE_CHUNK=False, num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
     )
-    return o, ht, ((states, ubuf) if save else None), (offsets, n_chunks, chunk_index)
+    return o, ht, ((states, ubuf) if save else None), layout
 
 
 def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtype, cfg):
