@@ -6,11 +6,17 @@ Checks correctness first (our kernel and fla against an fp64 reference on fresh 
 triton.testing.do_bench (median, ms): forward (no grad) and forward+backward (torch.autograd.grad, so no .grad
 accumulation is timed), at (B, T, H) = (8, 4096, 32), (2, 16384, 32), (1, 32768, 32), K = 64, bf16, a varlen batch,
 and the decode step for 1, 16 and 64 sequences. Prints the memory floor (bytes / measured copy bandwidth) and ratios.
+
+    PYTHONPATH=src python bench/wkv7.py --seqpar
+
+times the sequence-parallel forward (triton_seqpar.py, CONFIG["SEQPAR"] = "on") side by side with the sequential
+one and fla (after its own correctness check), and each of its three passes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -55,6 +61,24 @@ def ours(r, w, k, v, a, b, h0=None, cu=None):
     return wkv7_triton(r, w, k, v, a, b, initial_state=h0, output_final_state=True, cu_seqlens=cu)
 
 
+@contextlib.contextmanager
+def _seqpar_mode(mode):
+    from modrwkv.kernels import triton_chunk as tc
+
+    old = tc.CONFIG["SEQPAR"]
+    tc.CONFIG["SEQPAR"] = mode
+    try:
+        yield
+    finally:
+        tc.CONFIG["SEQPAR"] = old
+
+
+def ours_seqpar(r, w, k, v, a, b, h0=None, cu=None):
+    """Our kernels with the sequence-parallel forward (the backward reads the same saved tensors)."""
+    with _seqpar_mode("on"):
+        return ours(r, w, k, v, a, b, h0=h0, cu=cu)
+
+
 def fla_chunk(r, w, k, v, a, b, h0=None, cu=None):
     return chunk_rwkv7(r=r, w=w, k=k, v=v, a=a, b=b, scale=1.0, initial_state=h0, output_final_state=True,
                        cu_seqlens=None if cu is None else cu.long(), lower_bound=LOG_DECAY_MIN)
@@ -64,7 +88,7 @@ def torch_chunk(r, w, k, v, a, b, h0=None, cu=None):
     return wkv7_chunked(r, w, k, v, a, b, initial_state=h0, output_final_state=True, cu_seqlens=cu)
 
 
-def check_correctness(log):
+def check_correctness(log, seqpar=False):
     """bf16 inputs, a length not divisible by the chunk, an initial state; values and all gradients vs fp64."""
     B, T, H = 2, 1000, 4
     xs, _, _ = make_inputs(B, T, H, seed=1234)
@@ -75,7 +99,7 @@ def check_correctness(log):
     ro, rht = wkv7_naive(*ref_in[:6], initial_state=ref_in[6], output_final_state=True)
     ref_g = torch.autograd.grad([ro, rht], ref_in, [do.double(), dht.double()])
     ok = True
-    impls = [("ours", ours)] + ([("fla", fla_chunk)] if FLA else [])
+    impls = [("ours", ours)] + ([("seqpar", ours_seqpar)] if seqpar else []) + ([("fla", fla_chunk)] if FLA else [])
     for name, fn in impls:
         xin = [x.clone().requires_grad_() for x in xs] + [h0.clone().requires_grad_()]
         o, ht = fn(*xin[:6], h0=xin[6])
@@ -83,9 +107,9 @@ def check_correctness(log):
         errs = {"o": rel(o, ro), "ht": rel(ht, rht)}
         errs.update({f"d{n}": rel(gx, gr) for n, gx, gr in zip(["r", "w", "k", "v", "a", "b", "h0"], grads, ref_g)})
         worst = max(errs.values())
-        log(f"correctness {name:5s} bf16 B={B} T={T} H={H}: worst rel err {worst:.2e}  "
+        log(f"correctness {name:6s} bf16 B={B} T={T} H={H}: worst rel err {worst:.2e}  "
             + " ".join(f"{n}={e:.1e}" for n, e in errs.items()))
-        ok &= worst < 5e-3 if name == "ours" else True
+        ok &= worst < 5e-3 if name in ("ours", "seqpar") else True
     # decode step vs fp64
     xs1, _, _ = make_inputs(16, 1, 32, seed=7)
     x1 = [x[:, 0] for x in xs1]
@@ -108,11 +132,12 @@ def copy_bandwidth():
     return 2 * x.numel() * 4 / (t * 1e-3)
 
 
-def time_seq(name, B, T, H, cu=None, with_torch=False):
+def time_seq(name, B, T, H, cu=None, with_torch=False, seqpar=False):
     xs, _, _ = make_inputs(B, T, H, seed=B * T + H, requires_grad=True)
     do = torch.randn_like(xs[3])
     rows = {}
-    impls = [("ours", ours)] + ([("fla", fla_chunk)] if FLA else []) + ([("torch", torch_chunk)] if with_torch else [])
+    impls = [("ours", ours)] + ([("seqpar", ours_seqpar)] if seqpar else []) + ([("fla", fla_chunk)] if FLA else [])
+    impls += [("torch", torch_chunk)] if with_torch else []
     for iname, fn in impls:
         def fwd(fn=fn):
             with torch.no_grad():
@@ -209,6 +234,60 @@ def sweep(log, configs):
         torch.cuda.empty_cache()
 
 
+def seqpar_passes(log, B, T, H):
+    """The sequence-parallel forward's passes alone (bf16 inputs, states saved in bf16): A (chunk maps), B (state
+    pass) at V-blocks 16, 32, 64, C (outputs, u, bf16 states), and the whole forward saving states."""
+    from modrwkv.kernels import triton_chunk as tc
+    from modrwkv.kernels import triton_seqpar as sp
+
+    xs, _, _ = make_inputs(B, T, H, seed=11)
+    r, w, k, v, a, b = xs
+    cfg = {**sp.SEQPAR_CONFIG, **tc.CONFIG, "SEQPAR": "on"}
+    offsets, ns, n_chunks, chunk_index = tc._layout(None, B, T, cfg["BT"])
+    s32 = r.new_empty(ns, H, K, K, dtype=torch.float32)  # [NS, H, K, V]
+    states = r.new_empty(ns, H, K, K, dtype=torch.bfloat16)
+    ubuf = torch.empty_like(v, dtype=torch.float32)
+    o = torch.empty_like(v)
+    maps = sp._pass_a(w, k, v, a, b, None, n_chunks, chunk_index, cfg)
+    t_a = bench(lambda: sp._pass_a(w, k, v, a, b, None, n_chunks, chunk_index, cfg))
+    t_b = {}
+    for bv in (16, 32, 64):
+        cb = dict(cfg, BV_SEQPAR=bv)
+        t_b[bv] = bench(lambda cb=cb: sp._pass_b(maps, None, None, s32, states, None, offsets, B, T, cb))
+    sp._pass_b(maps, None, None, s32, states, None, offsets, B, T, cfg)
+    t_c = bench(lambda: sp._pass_c(r, w, k, v, a, b, o, s32, states, ubuf, None, offsets, n_chunks, chunk_index, cfg))
+    maps = None  # frees the chunk maps before the whole forward allocates its own
+    t_fs = bench(lambda: tc._fwd(*xs, None, False, None, True, cfg))
+    res = ", ".join(f"{n} {getattr(kk, 'n_regs', '?')}/{getattr(kk, 'n_spills', '?')}"
+                    for n, kk in ((n, tc.LAST_KERNELS.get(n)) for n in ("seqpar_a", "seqpar_b", "seqpar_c")))
+    t_bs = ", ".join(f"BV={bv} {t:.3f}" for bv, t in t_b.items())
+    log(f"seqpar passes B={B} T={T} H={H} (ms): A {t_a:.3f}; B {t_bs}"
+        + f"; C {t_c:.3f}; forward saving states {t_fs:.3f}; regs/spills {res}")
+
+
+def run_seqpar(log):
+    """--seqpar: correctness of the sequence-parallel forward first, then the sequential forward ("ours"), the
+    sequence-parallel one and fla side by side, fwd and fwd+bwd, and the seqpar passes."""
+    if not check_correctness(log, seqpar=True):
+        log("CORRECTNESS FAILED: not timing")
+        sys.exit(1)
+    table = []
+    for B, T, H in [(8, 4096, 32), (2, 16384, 32), (1, 32768, 32)]:
+        rows = time_seq("dense", B, T, H, seqpar=True)
+        log(f"measured B={B} T={T} H={H} (fwd ms, fwd+bwd ms): {rows}")
+        seqpar_passes(log, B, T, H)
+        table.append((f"B={B} T={T} H={H}", rows))
+        torch.cuda.empty_cache()
+    log("")
+    log("| shape (bf16, K=64) | ours fwd | seqpar fwd | fla fwd | ours fwd+bwd | seqpar fwd+bwd | fla fwd+bwd |")
+    log("|---|---|---|---|---|---|---|")
+    for name, rows in table:
+        o, s, f = rows["ours"], rows["seqpar"], rows.get("fla")
+        fs = lambda x: f"{x:.3f}" if x is not None else "-"  # noqa: E731
+        log(f"| {name} | {fs(o[0])} | {fs(s[0])} | {fs(f[0] if f else None)} | {fs(o[1])} | {fs(s[1])} | "
+            f"{fs(f[1] if f else None)} |")
+
+
 def main():
     global FLA
     p = argparse.ArgumentParser()
@@ -217,7 +296,10 @@ def main():
     p.add_argument("--tail", action="store_true", help="only: the varlen batch (ours) and the decode steps")
     p.add_argument("--profile", action="store_true", help="only: one forward and one backward (for ncu)")
     p.add_argument("--sweep", action="store_true", help="only: compare launch configurations at the first shape")
-    p.add_argument("--config", default=None, help='JSON overrides of triton_chunk.CONFIG, e.g. \'{"BT": 32}\'')
+    p.add_argument("--seqpar", action="store_true",
+                   help="only: the sequence-parallel forward vs the sequential one and fla, and its passes")
+    p.add_argument("--config", default=None, help='JSON overrides of triton_chunk.CONFIG (and of '
+                   'triton_seqpar.SEQPAR_CONFIG), e.g. \'{"BT": 32}\'')
     args = p.parse_args()
     lines = []
 
@@ -237,6 +319,9 @@ def main():
         log(f"config: {tc.CONFIG}")
     if args.sweep:
         sweep(log, SWEEP)
+        return
+    if args.seqpar:
+        run_seqpar(log)
         return
     if args.tail:
         lengths = torch.randint(500, 7000, (8,), generator=torch.Generator().manual_seed(0))
