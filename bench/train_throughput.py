@@ -160,7 +160,7 @@ def bench_model(arch, size, args, device, dtype, rows: list, save) -> None:
             row = {"ctx": ctx, "error": f"{type(e).__name__}: {e}"[:500]}
             opt.zero_grad(set_to_none=True)
         row.update(model=arch, size=size, backbone_params=n_params, compile=args.compile, precision=args.precision,
-                   memory_budget=args.memory_budget)
+                   memory_budget=args.memory_budget, wkv_seqpar=args.wkv_seqpar)
         rows.append(row)
         save()
         print(f"   {arch:11s} {size:5s} ctx {ctx:6d}: " + (f"{row['tokens_per_s']:.0f} tok/s, MFU {row['mfu']:.3f}, "
@@ -182,6 +182,8 @@ def main(argv=None):
     ap.add_argument("--ckpt", default="auto", choices=["auto", "none", "proj", "block"],
                     help="activation checkpointing (auto: none, then less memory on OOM; see checkpoint_mode)")
     ap.add_argument("--kv-heads", type=int, default=None, help="Transformer KV heads (default: MHA)")
+    ap.add_argument("--wkv-seqpar", default=None, choices=["off", "on", "auto"],
+                    help="WKV-7 Triton forward: sequential (off, default) or sequence-parallel (triton_seqpar.py)")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="after timing, profile STEPS steps and print GPU time by kernel category (CUDA only)")
     ap.add_argument("--memory-budget", type=float, default=None,
@@ -193,6 +195,10 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/train_throughput.json)")
     args = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.wkv_seqpar is not None and device == "cuda":
+        from modrwkv.kernels.triton_chunk import CONFIG
+
+        CONFIG["SEQPAR"] = args.wkv_seqpar
     if args.memory_budget is not None:
         import torch._functorch.config as functorch_config
 
