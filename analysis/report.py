@@ -28,16 +28,19 @@ class Report:
 
 
 def summarize(tracking_uri: str, out_dir: str | Path, sweep: str | None = None, parent_run_id: str | None = None,
-              with_paper: bool | None = None) -> Report:
-    """Read the sweep from MLflow, write ``<sweep>.md``, ``<sweep>.csv`` and the PNG figures into ``out_dir``."""
-    parent, children = load_sweep(tracking_uri, sweep=sweep, parent_run_id=parent_run_id)
+              with_paper: bool | None = None, all_parents: bool = False) -> Report:
+    """Read the sweep from MLflow, write ``<sweep>.md``, ``<sweep>.csv`` and the PNG figures into ``out_dir``.
+    ``all_parents``: every multirun of that sweep name together (``load_sweep``)."""
+    parent, children = load_sweep(tracking_uri, sweep=sweep, parent_run_id=parent_run_id, all_parents=all_parents)
     name = sweep or parent.get("tags.modrwkv.sweep") or parent["run_id"]
     stem = name if re.fullmatch(r"[\w.-]{1,64}", name) else f"sweep-{parent['run_id'][:8]}"  # unnamed: overrides
     table = sweep_table(children, name, with_paper=with_paper)
     modality = children["params.modality"].iloc[0] if "params.modality" in children else "image"
     metric = MAIN_METRIC.get(modality, "val/loss")
     preset = parent.get("tags.modrwkv.preset", "?")
-    md = to_markdown(table, f"{title_of(name)} (preset {preset}, parent run {parent['run_id']})")
+    parents = sorted(set(children["tags.mlflow.parentRunId"])) if all_parents else [parent["run_id"]]
+    which = f"parent run {parents[0]}" if len(parents) == 1 else f"parent runs {', '.join(parents)}"
+    md = to_markdown(table, f"{title_of(name)} (preset {preset}, {which})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"markdown": out / f"{stem}.md", "csv": out / f"{stem}.csv"}

@@ -43,10 +43,12 @@ def list_sweeps(tracking_uri: str, experiment: str = EXPERIMENT) -> pd.DataFrame
 
 
 def load_sweep(tracking_uri: str, sweep: str | None = None, parent_run_id: str | None = None,
-               experiment: str = EXPERIMENT) -> tuple[pd.Series, pd.DataFrame]:
+               experiment: str = EXPERIMENT, all_parents: bool = False) -> tuple[pd.Series, pd.DataFrame]:
     """(the parent run, its children) of a sweep, picked by ``parent_run_id`` or by name (the latest of that name).
 
     Children are the runs tagged ``mlflow.parentRunId`` = the parent's id, with params.* / metrics.* columns.
+    ``all_parents`` (with ``sweep``): the children of every parent run of that name together (e.g. seeds or
+    configurations run as separate multiruns into one store); the parent returned is the latest.
     """
     if (sweep is None) == (parent_run_id is None):
         raise ValueError("give exactly one of sweep (a name) or parent_run_id")
@@ -63,7 +65,8 @@ def load_sweep(tracking_uri: str, sweep: str | None = None, parent_run_id: str |
         known = ", ".join(sorted(set(_tag(runs, "modrwkv.sweep").dropna()))) or "none"
         raise LookupError(f"no {what} in {tracking_uri} (sweeps there: {known})")
     parent = parents.iloc[0]
-    children = runs[_tag(runs, "mlflow.parentRunId") == parent["run_id"]].reset_index(drop=True)
+    ids = list(parents["run_id"]) if all_parents else [parent["run_id"]]
+    children = runs[_tag(runs, "mlflow.parentRunId").isin(ids)].reset_index(drop=True)
     if children.empty:
         raise LookupError(f"{what} (run {parent['run_id']}) has no child runs")
     return parent, children

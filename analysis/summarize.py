@@ -3,6 +3,7 @@
     python analysis/summarize.py --sweep conv_reduction                     # the latest sweep of that name
     python analysis/summarize.py --parent-run-id <id> --out analysis/out    # or one parent run
     python analysis/summarize.py --list                                     # the sweeps in the store
+    python analysis/summarize.py --sweep backbone_init --all-parents        # every multirun of that name together
 
 Writes <out>/<sweep>.md and .csv (one row per configuration; the paper's numbers beside ours for the paper preset,
 or with --paper) and PNG figures (training curves; metric vs modality tokens; encoder x size heatmap).
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--list", action="store_true", help="list the sweeps in the store and exit")
     p.add_argument("--tracking-uri", default=None, help="default: sqlite:///$MODRWKV_ROOT/mlflow.db (or ./mlflow.db)")
     p.add_argument("--out", default="analysis/out", help="folder for the table and figures")
+    p.add_argument("--all-parents", action="store_true",
+                   help="with --sweep: every multirun of that name together (e.g. seeds run as separate multiruns)")
     p.add_argument("--paper", action=argparse.BooleanOptionalAction, default=None,
                    help="show the paper's numbers (default: only when the runs used preset=paper)")
     args = p.parse_args(argv)
@@ -37,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print(list_sweeps(uri).to_string(index=False))
             return 0
-        report = summarize(uri, args.out, sweep=args.sweep, parent_run_id=args.parent_run_id, with_paper=args.paper)
+        report = summarize(uri, args.out, sweep=args.sweep, parent_run_id=args.parent_run_id, with_paper=args.paper,
+                           all_parents=args.all_parents)
     except LookupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -163,30 +163,39 @@ def test_one_run_per_configuration_has_no_std_columns():
 
 
 def test_summarize_writes_each_seed_when_configurations_repeat(tmp_path):
-    """A store with one backbone_init parent run and 9 children (3 seeds): the table has std columns and the
-    markdown adds the per-run table; the per-run CSV is written."""
+    """A store with two backbone_init parent runs (seeds 0, 1 in the first, seed 2 in the second multirun):
+    --all-parents tabulates the 9 children together (std columns, the per-run table in the markdown and its CSV);
+    without it, the latest parent's 3 children alone."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("modrwkv")
-    parent = client.create_run(exp, tags={"modrwkv.kind": "sweep", "modrwkv.sweep": "backbone_init",
-                                          "modrwkv.preset": "tiny", "mlflow.runName": "backbone_init"})
+    parents = [client.create_run(exp, start_time=t, tags={"modrwkv.kind": "sweep", "modrwkv.sweep": "backbone_init",
+                                                          "modrwkv.preset": "tiny", "mlflow.runName": "backbone_init"})
+               for t in (1_000, 2_000)]
     for r in _seeded_backbone_init():
-        run = client.create_run(exp, tags={"mlflow.parentRunId": parent.info.run_id, "mlflow.runName": r["id"]})
+        parent = parents[r["params"]["seed"] == "2"].info.run_id
+        run = client.create_run(exp, tags={"mlflow.parentRunId": parent, "mlflow.runName": r["id"]})
         for k, v in {**r["params"], "modality": "image", "preset": "tiny"}.items():
             client.log_param(run.info.run_id, k, v)
         for k, v in r["metrics"].items():
             client.log_metric(run.info.run_id, k, v, step=300)
         client.set_terminated(run.info.run_id)
-    client.set_terminated(parent.info.run_id)
+    for parent in parents:
+        client.set_terminated(parent.info.run_id)
     mlflow.set_tracking_uri(uri)
     out = tmp_path / "out"
-    assert summarize_cli.main(["--sweep", "backbone_init", "--tracking-uri", uri, "--out", str(out)]) == 0
+    args = ["--sweep", "backbone_init", "--tracking-uri", uri, "--out", str(out)]
+    assert summarize_cli.main(args + ["--all-parents"]) == 0
     table = pd.read_csv(out / "backbone_init.csv")
     assert table["val/accuracy std"].tolist() == pytest.approx([0.01] * 3) and list(table["runs"]) == [3, 3, 3]
     runs = pd.read_csv(out / "backbone_init_runs.csv")
     assert len(runs) == 9 and list(runs["seed"][:3]) == [0, 1, 2]
     md = (out / "backbone_init.md").read_text()
     assert "val/accuracy std" in md and "### Each run" in md and md.count("\n| ") == 4 + 10
+    assert "parent runs " in md and all(p.info.run_id in md for p in parents)
+    assert summarize_cli.main(args) == 0  # the latest multirun alone: seed 2
+    table = pd.read_csv(out / "backbone_init.csv")
+    assert list(table["runs"]) == [1, 1, 1] and table["val/accuracy"].tolist() == pytest.approx([0.82, 0.87, 0.92])
