@@ -5,7 +5,7 @@
 # ROOT (default: a fresh folder under /tmp) receives mlflow.db, data/, weights/ and the sweep outputs.
 # Run it in the project environment (. .venv/bin/activate). Settings (environment):
 #   LM_STEPS (800) base text pretraining steps of task=lm's 8 x 128 tokens; G1_STEPS (300) further steps for g1
-#   SEEDS (0,1,2) the multimodal seeds; MM_STEPS / VAL_EVERY (the preset's: 300 / 100)
+#   SEEDS (0,1,2,3,4) the multimodal seeds; MM_STEPS / VAL_EVERY (the preset's: 300 / 100)
 #   VAL_SIZE / TEST_SIZE (512 / 1024) validation and test questions (the preset has 128 / 256: a few questions
 #   would be a few points of accuracy); validation generates answers for all VAL_SIZE questions
 #   SKIP_BASE=1 / SKIP_G1=1 / SKIP_SWEEP=1 reuse the checkpoints in $ROOT/weights, or stop before the sweep
@@ -14,7 +14,7 @@ trap '' TERM  # shared machines: a stray `pkill -f train.py` elsewhere must not 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 ROOT="${1:-$(mktemp -d /tmp/modrwkv-backbone-init.XXXX)}"
 export MODRWKV_ROOT="$ROOT"
-LM_STEPS="${LM_STEPS:-800}"; G1_STEPS="${G1_STEPS:-300}"; SEEDS="${SEEDS:-0,1,2}"
+LM_STEPS="${LM_STEPS:-800}"; G1_STEPS="${G1_STEPS:-300}"; SEEDS="${SEEDS:-0,1,2,3,4}"
 MM_STEPS="${MM_STEPS:-300}"; VAL_EVERY="${VAL_EVERY:-100}"; VAL_SIZE="${VAL_SIZE:-512}"; TEST_SIZE="${TEST_SIZE:-1024}"
 EVAL_BATCHES=$(( (VAL_SIZE + 63) / 64 ))  # the tiny preset's eval batch is 64 questions
 cd "$ROOT"
