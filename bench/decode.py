@@ -16,7 +16,6 @@ and written, or the filled KV cache) over the copy bandwidth measured in the sam
 from __future__ import annotations
 
 import argparse
-import os
 import traceback
 
 import common
@@ -26,7 +25,30 @@ from transformer_baseline import KVCache, TransformerLM
 from modrwkv.backbone.fused import FusedDecoder
 
 
-class RecurrentDecoder:
+class GraphStepper:
+    """One decoding step ``_step()`` run eagerly, or recorded once in a CUDA graph by ``capture()`` and replayed."""
+
+    logits: torch.Tensor | None = None
+    graph = None
+
+    def _step(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def capture(self, warmup: int = 3) -> None:
+        """Warm up on a side stream (Triton compilation, cuBLAS workspaces), then record one step. The warm-up
+        steps advance any state: reload it afterwards."""
+        self.graph = capture_graph(self._step, warmup)
+        self.logits = self.graph.output
+
+    def step(self) -> torch.Tensor:
+        if self.graph is None:
+            self.logits = self._step()
+        else:
+            self.graph.graph.replay()
+        return self.logits
+
+
+class RecurrentDecoder(GraphStepper):
     """Greedy RWKV-7 decoding for N sequences with static buffers; ``capture()`` records one step in a CUDA graph.
 
     One step: logits = step(ids, state); state <- new state (in place); ids <- argmax(logits). ``fused``: the step
@@ -38,8 +60,8 @@ class RecurrentDecoder:
         device = backbone.emb.weight.device
         self.state = backbone.empty_state(batch, device)
         self.ids = torch.zeros(batch, dtype=torch.long, device=device)
-        backend = os.environ.get("BENCH_COMPILE_BACKEND", "inductor")
-        self.fused = FusedDecoder(backbone, compile=compile, compile_backend=backend) if fused else None
+        self.fused = (FusedDecoder(backbone, compile=compile, compile_backend=common.compile_backend())
+                      if fused else None)
         self.logits = None
         self.graph = None
 
@@ -63,24 +85,11 @@ class RecurrentDecoder:
         self.ids.copy_(logits.argmax(-1))
         return logits
 
-    def capture(self, warmup: int = 3) -> None:
-        """Warm up on a side stream (Triton compilation, cuBLAS workspaces), then record one step. The warm-up
-        steps advance the state: reload it afterwards."""
-        self.graph = capture_graph(self._step, warmup)
-        self.logits = self.graph.output
-
-    def step(self) -> torch.Tensor:
-        if self.graph is None:
-            self.logits = self._step()
-        else:
-            self.graph.graph.replay()
-        return self.logits
-
     def state_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.state.att_shift, self.state.wkv, self.state.ffn_shift))
 
 
-class KVDecoder:
+class KVDecoder(GraphStepper):
     """Greedy Transformer decoding at a fixed position ``pos`` (the cache holds ``pos`` tokens): one step writes the
     token's key/value at ``pos`` and attends over [0, pos]. Replaying it re-decodes that position, which is what a
     latency measurement at context ``pos`` needs; ``capture()`` records it in a CUDA graph."""
@@ -96,17 +105,6 @@ class KVDecoder:
         logits = self.backbone.decode_step(self.ids, self.cache, pos=self.pos)
         self.ids.copy_(logits.argmax(-1))
         return logits
-
-    def capture(self, warmup: int = 3) -> None:
-        self.graph = capture_graph(self._step, warmup)
-        self.logits = self.graph.output
-
-    def step(self) -> torch.Tensor:
-        if self.graph is None:
-            self.logits = self._step()
-        else:
-            self.graph.graph.replay()
-        return self.logits
 
 
 class _Captured:
