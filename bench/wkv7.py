@@ -169,12 +169,38 @@ def time_decode(N, H=32):
     return rows
 
 
-SWEEP = [
+def decode_sweep(log):
+    """--decode-sweep: the decode step's V-block and warps at N = 1, 16, 64 (H=32), beside fla's two steps."""
+    from modrwkv.kernels import triton_decode as td
+
+    log("| N | BV | warps | ours (us) | fla fused_mul | fla fused_recurrent |")
+    log("|---|---|---|---|---|---|")
+    for N in (1, 16, 64):
+        fla_rows = None
+        for bv in (16, 32, 64):
+            for warps in (1, 2, 4, 8):
+                if bv * 64 // (32 * warps) < 4:  # fewer than 4 state elements per thread: not worth a launch
+                    continue
+                td.DECODE_CONFIG.update(BV=bv, WARPS=warps)
+                rows = time_decode(N) if fla_rows is None else {"ours": _time_ours_decode(N)}
+                fla_rows = fla_rows or rows
+                us = lambda x: f"{x * 1e3:.1f}" if x is not None else "-"  # noqa: E731
+                log(f"| {N} | {bv} | {warps} | {us(rows['ours'])} | {us(fla_rows.get('fla_mul'))} | "
+                    f"{us(fla_rows.get('fla_dplr'))} |")
+    td.DECODE_CONFIG.update(BV=None, WARPS=None)
+
+
+def _time_ours_decode(N, H=32):
+    xs, _, _ = make_inputs(N, 1, H, seed=N)
+    x1 = [x[:, 0].contiguous() for x in xs]
+    st = torch.randn(N, H, K, K, device="cuda")
+    return bench(lambda: wkv7_step_triton(*x1, st))
+
+
+SWEEP = [  # earlier sweeps (WARPS, STAGES, BV, STATE_DTYPE, BT): bench/NOTES_wkv7.md
     {},
-    {"WARPS_GRAD": 8},
-    {"STAGES": 1},
-    {"BV_FWD": 32, "BV_DS": 32},
-    {"WARPS_GRAD": 8, "STATE_DTYPE": torch.bfloat16},
+    {"DOT": "bf16"},  # bf16 operands: over the 5e-3 error bound on the CPU (about 1e-2); timed to know the gain
+    {"DOT": "bf16", "WARPS_GRAD": 4},
 ]
 
 
@@ -298,6 +324,9 @@ def main():
     p.add_argument("--sweep", action="store_true", help="only: compare launch configurations at the first shape")
     p.add_argument("--seqpar", action="store_true",
                    help="only: the sequence-parallel forward vs the sequential one and fla, and its passes")
+    p.add_argument("--no-fla", action="store_true", help="time our kernels only (fla's first autotuning on a fresh "
+                   "machine takes minutes)")
+    p.add_argument("--decode-sweep", action="store_true", help="only: the decode step's launch settings")
     p.add_argument("--config", default=None, help='JSON overrides of triton_chunk.CONFIG (and of '
                    'triton_seqpar.SEQPAR_CONFIG), e.g. \'{"BT": 32}\'')
     args = p.parse_args()
@@ -307,6 +336,8 @@ def main():
         print(s, flush=True)
         lines.append(s)
 
+    if args.no_fla:
+        FLA = None
     props = torch.cuda.get_device_properties(0)
     log(f"card: {props.name}, torch {torch.__version__}, triton {triton.__version__}, fla {FLA}")
     if args.config:
@@ -319,6 +350,9 @@ def main():
         log(f"config: {tc.CONFIG}")
     if args.sweep:
         sweep(log, SWEEP)
+        return
+    if args.decode_sweep:
+        decode_sweep(log)
         return
     if args.seqpar:
         run_seqpar(log)

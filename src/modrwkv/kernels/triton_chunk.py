@@ -58,8 +58,10 @@ import triton.language as tl
 # fwd+bwd at B=8 T=4096 H=32) and fp32 for fp32 inputs. The recurrence itself always runs in fp32.
 # SEQPAR: "off" (default: the sequential forward), "on" (the sequence-parallel forward of triton_seqpar.py, same
 # outputs and saved tensors; not yet timed on a GPU) or "auto" (seqpar for few sequences x heads, long sequences).
+# DOT: operand precision of the tensor-core products (the triangular inverse always runs in fp32): "tf32", "bf16",
+# or "auto" (bf16 for bf16/fp16 inputs, tf32 for fp32). With bf16 the u and dX buffers the backward reads are bf16.
 CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 8,
-          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "off"}
+          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "off", "DOT": "tf32"}
 LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
 
@@ -68,6 +70,21 @@ def _interpret() -> bool:
 
 
 _SM_COUNT: dict = {}
+
+
+def _dot(cfg: dict, x: torch.Tensor) -> str:
+    """The kernels' DOT constexpr for inputs like ``x``: "tf32" or "bf16" (CONFIG["DOT"], "auto" resolved)."""
+    dot = cfg.get("DOT", "tf32")
+    if dot == "auto":
+        return "tf32" if x.dtype == torch.float32 else "bf16"
+    if dot not in ("tf32", "bf16"):
+        raise ValueError(f'CONFIG["DOT"] must be "tf32", "bf16" or "auto", got {dot!r}')
+    return "bf16_emulated" if dot == "bf16" and _interpret() else dot
+
+
+def _ux_dtype(cfg: dict, x: torch.Tensor) -> torch.dtype:
+    """dtype of the u / dX buffers: bf16 when the products round their operands to bf16 anyway, else fp32."""
+    return torch.float32 if _dot(cfg, x) == "tf32" else torch.bfloat16
 
 
 def _pick_bv(bv_max: int, V: int, n_heads: int, device: torch.device) -> int:
@@ -105,7 +122,21 @@ def _tri_inverse(A, BT: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
-def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr):
+def _mm(x, y, DOT: tl.constexpr):
+    """x @ y on the tensor cores with fp32 accumulation. DOT "tf32": fp32 operands rounded to tf32 (fp32 range,
+    11-bit significand); "bf16": operands cast to bf16 (fp32 range, 8-bit significand) before the product, which
+    halves the shared-memory bytes of the operand layout conversions that bound these kernels (NOTES_wkv7.md)."""
+    if DOT == "bf16":
+        return tl.dot(x.to(tl.bfloat16), y.to(tl.bfloat16))
+    elif DOT == "bf16_emulated":  # Triton's CPU interpreter multiplies bf16 wrongly: same numbers (bf16 x bf16 is
+        # exact in fp32) through an fp32 product
+        return tl.dot(x.to(tl.bfloat16).to(tl.float32), y.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(x, y)
+
+
+@triton.jit
+def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr, DOT: tl.constexpr):
     """Load one chunk of r, w, k, a, b ([BT, K]) and build the decay-scaled factors and intra-chunk matrices."""
     o_k = tl.arange(0, K)
     offs = o_t[:, None] * HK + o_k[None, :]
@@ -127,10 +158,10 @@ def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr):
     k_i = k * eng
     strict = o_t[:, None] > o_t[None, :]
     incl = o_t[:, None] >= o_t[None, :]
-    A_ab = tl.where(strict, tl.dot(a_s, tl.trans(b_i)), 0.0)
-    A_ak = tl.where(strict, tl.dot(a_s, tl.trans(k_i)), 0.0)
-    A_rb = tl.where(incl, tl.dot(r_s, tl.trans(b_i)), 0.0)
-    A_rk = tl.where(incl, tl.dot(r_s, tl.trans(k_i)), 0.0)
+    A_ab = tl.where(strict, _mm(a_s, tl.trans(b_i), DOT), 0.0)
+    A_ak = tl.where(strict, _mm(a_s, tl.trans(k_i), DOT), 0.0)
+    A_rb = tl.where(incl, _mm(r_s, tl.trans(b_i), DOT), 0.0)
+    A_rk = tl.where(incl, _mm(r_s, tl.trans(k_i), DOT), 0.0)
     return a_s, r_s, b_i, k_i, b * egl_g, k * egl_g, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk
 
 
@@ -139,18 +170,18 @@ def _wkv7_fwd_kernel(
     r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, state_offsets, T, s_in, chunk_index,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE_STATES: tl.constexpr, IS_VARLEN: tl.constexpr,
-    INV_PREC: tl.constexpr, STORE_U: tl.constexpr, ONE_CHUNK: tl.constexpr,
+    INV_PREC: tl.constexpr, STORE_U: tl.constexpr, ONE_CHUNK: tl.constexpr, DOT: tl.constexpr,
 ):
-    """Grid (V // BV, N * H). Walks the chunks of one (sequence, head) in order with S [K, BV] in registers.
+    """Grid (N * H, V // BV). Walks the chunks of one (sequence, head) in order with S [K, BV] in registers.
 
-    SEQPAR (triton_seqpar.py): with ONE_CHUNK, grid (V // BV, chunks * H) and each program runs exactly one chunk
+    SEQPAR (triton_seqpar.py): with ONE_CHUNK, grid (chunks * H, V // BV) and each program runs exactly one chunk
     from its fp32 start state in ``s_in`` ([NS, H, K, V], written by the state pass); SAVE_STATES then copies that
     start state into ``states`` and nothing is written after the chunk. With ONE_CHUNK off (s_in, chunk_index
     unused, STORE_U = SAVE_STATES) this is the sequential kernel, unchanged."""
-    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
     i_n, i_h = i_nh // H, i_nh % H
     t_lo = 0
-    if ONE_CHUNK:  # SEQPAR: program_id(1) = chunk * H + head
+    if ONE_CHUNK:  # SEQPAR: program_id(0) = chunk * H + head
         if IS_VARLEN:
             t_lo = tl.load(chunk_index + 2 * i_n + 1)
             i_n = tl.load(chunk_index + 2 * i_n)
@@ -183,18 +214,19 @@ def _wkv7_fwd_kernel(
         m_t = (t0 + o_t) < T
         base = (bos + t0) * H * K + i_h * K
         a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
-            r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K)
+            r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K, DOT)
         vbase = (bos + t0) * H * V + i_h * V
         v_offs = o_t[:, None] * H * V + o_v[None, :]
         vv = tl.load(v + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, BV]
         Linv = _tri_inverse(A_ab, BT, INV_PREC)
-        X = tl.dot(a_s, S) + tl.dot(A_ak, vv)  # [BT, BV]
+        X = _mm(a_s, S, DOT) + _mm(A_ak, vv, DOT)  # [BT, BV]
         u = tl.dot(Linv, X, input_precision=INV_PREC)
         if STORE_U:
-            tl.store(ubuf + vbase + v_offs, u, mask=m_t[:, None])  # the backward reads u instead of re-solving
-        out = tl.dot(r_s, S) + tl.dot(A_rb, u) + tl.dot(A_rk, vv)
+            # the backward reads u instead of re-solving
+            tl.store(ubuf + vbase + v_offs, u.to(ubuf.dtype.element_ty), mask=m_t[:, None])
+        out = _mm(r_s, S, DOT) + _mm(A_rb, u, DOT) + _mm(A_rk, vv, DOT)
         tl.store(o + vbase + v_offs, out.to(o.dtype.element_ty), mask=m_t[:, None])
-        S = S * tl.exp(g_last)[:, None] + tl.dot(tl.trans(b_e), u) + tl.dot(tl.trans(k_e), vv)
+        S = S * tl.exp(g_last)[:, None] + _mm(tl.trans(b_e), u, DOT) + _mm(tl.trans(k_e), vv, DOT)
     if not ONE_CHUNK:  # SEQPAR: the state pass writes the final states
         if SAVE_STATES:
             tl.store(states + ((s_off + NT) * H + i_h) * K * V + s_ptrs, S.to(states.dtype.element_ty))
@@ -207,10 +239,11 @@ def _wkv7_bwd_dstate_kernel(
     r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, state_offsets, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr, INV_PREC: tl.constexpr,
+    DOT: tl.constexpr,
 ):
-    """Grid (V // BV, N * H). The reverse pass: carries dS [K, BV] (gradient of a chunk's end state) backwards,
+    """Grid (N * H, V // BV). The reverse pass: carries dS [K, BV] (gradient of a chunk's end state) backwards,
     stores it for every chunk, and writes dv, which needs no forward state. Nothing here depends on S."""
-    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
     i_n, i_h = i_nh // H, i_nh % H
     if IS_VARLEN:
         bos = tl.load(cu_seqlens + i_n).to(tl.int64)
@@ -235,17 +268,17 @@ def _wkv7_bwd_dstate_kernel(
         m_t = (t0 + o_t) < T
         base = (bos + t0) * H * K + i_h * K
         a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
-            r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K)
+            r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K, DOT)
         vbase = (bos + t0) * H * V + i_h * V
         v_offs = o_t[:, None] * H * V + o_v[None, :]
         dO = tl.load(do + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, BV]
         Linv = _tri_inverse(A_ab, BT, INV_PREC)
-        du = tl.dot(tl.trans(A_rb), dO) + tl.dot(b_e, dS)
+        du = _mm(tl.trans(A_rb), dO, DOT) + _mm(b_e, dS, DOT)
         dX = tl.dot(tl.trans(Linv), du, input_precision=INV_PREC)
-        tl.store(dxbuf + vbase + v_offs, dX, mask=m_t[:, None])  # for the gradient kernel
-        dvv = tl.dot(tl.trans(A_rk), dO) + tl.dot(tl.trans(A_ak), dX) + tl.dot(k_e, dS)
+        tl.store(dxbuf + vbase + v_offs, dX.to(dxbuf.dtype.element_ty), mask=m_t[:, None])  # for the gradient kernel
+        dvv = _mm(tl.trans(A_rk), dO, DOT) + _mm(tl.trans(A_ak), dX, DOT) + _mm(k_e, dS, DOT)
         tl.store(dv + vbase + v_offs, dvv.to(dv.dtype.element_ty), mask=m_t[:, None])
-        dS = dS * tl.exp(g_last)[:, None] + tl.dot(tl.trans(r_s), dO) + tl.dot(tl.trans(a_s), dX)
+        dS = dS * tl.exp(g_last)[:, None] + _mm(tl.trans(r_s), dO, DOT) + _mm(tl.trans(a_s), dX, DOT)
     if STORE_DH0:
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + s_ptrs, dS)
 
@@ -254,7 +287,7 @@ def _wkv7_bwd_dstate_kernel(
 def _wkv7_bwd_grad_kernel(
     r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, state_offsets, chunk_index, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
-    INV_PREC: tl.constexpr,
+    INV_PREC: tl.constexpr, DOT: tl.constexpr,
 ):
     """Grid (chunks, H): fully parallel. From the chunk's start state S, end-state gradient dS', u and dX (all
     stored by the sequential kernels) writes dr, dw, dk, da, db of the chunk (formulas in the module docstring)."""
@@ -281,7 +314,7 @@ def _wkv7_bwd_grad_kernel(
     m_t = (t0 + o_t) < T
     base = (bos + t0) * H * K + i_h * K
     a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
-        r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K)
+        r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K, DOT)
     vbase = (bos + t0) * H * V + i_h * V
     v_offs = o_t[:, None] * H * V + o_v[None, :]
     vv = tl.load(v + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
@@ -290,21 +323,21 @@ def _wkv7_bwd_grad_kernel(
     incl = o_t[:, None] >= o_t[None, :]
 
     # u (forward) and dX (reverse pass) were stored by the sequential kernels: no triangular solve here
-    u = tl.load(ubuf + vbase + v_offs, mask=m_t[:, None], other=0)  # [BT, V] fp32
-    dX = tl.load(dxbuf + vbase + v_offs, mask=m_t[:, None], other=0)  # [BT, V] fp32
-    dA_ab = tl.where(strict, tl.dot(dX, tl.trans(u)), 0.0)
-    dA_ak = tl.where(strict, tl.dot(dX, tl.trans(vv)), 0.0)
-    dA_rb = tl.where(incl, tl.dot(dO, tl.trans(u)), 0.0)
-    dA_rk = tl.where(incl, tl.dot(dO, tl.trans(vv)), 0.0)
-    d_rs = tl.dot(dO, tl.trans(S)) + tl.dot(dA_rb, b_i) + tl.dot(dA_rk, k_i)
-    d_as = tl.dot(dX, tl.trans(S)) + tl.dot(dA_ab, b_i) + tl.dot(dA_ak, k_i)
+    u = tl.load(ubuf + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
+    dX = tl.load(dxbuf + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
+    dA_ab = tl.where(strict, _mm(dX, tl.trans(u), DOT), 0.0)
+    dA_ak = tl.where(strict, _mm(dX, tl.trans(vv), DOT), 0.0)
+    dA_rb = tl.where(incl, _mm(dO, tl.trans(u), DOT), 0.0)
+    dA_rk = tl.where(incl, _mm(dO, tl.trans(vv), DOT), 0.0)
+    d_rs = _mm(dO, tl.trans(S), DOT) + _mm(dA_rb, b_i, DOT) + _mm(dA_rk, k_i, DOT)
+    d_as = _mm(dX, tl.trans(S), DOT) + _mm(dA_ab, b_i, DOT) + _mm(dA_ak, k_i, DOT)
     egl = tl.exp(g_last)
     # S' = e^{g_C} (S + b_i^T u + k_i^T V): the e^{g_C} of dZ = e^{g_C} dS' is applied after the products, and
     # dg_C = rowsum(dS' * S') is assembled from the same products, so no extra [K, V] tile is live
-    uS = tl.dot(u, tl.trans(dS))  # [BT, K]
-    vS = tl.dot(vv, tl.trans(dS))  # [BT, K]
-    d_bi = tl.dot(tl.trans(dA_ab), a_s) + tl.dot(tl.trans(dA_rb), r_s) + uS * egl[None, :]
-    d_ki = tl.dot(tl.trans(dA_ak), a_s) + tl.dot(tl.trans(dA_rk), r_s) + vS * egl[None, :]
+    uS = _mm(u, tl.trans(dS), DOT)  # [BT, K]
+    vS = _mm(vv, tl.trans(dS), DOT)  # [BT, K]
+    d_bi = _mm(tl.trans(dA_ab), a_s, DOT) + _mm(tl.trans(dA_rb), r_s, DOT) + uS * egl[None, :]
+    d_ki = _mm(tl.trans(dA_ak), a_s, DOT) + _mm(tl.trans(dA_rk), r_s, DOT) + vS * egl[None, :]
     dg_last = egl * tl.sum(dS * S, axis=1) + tl.sum(b_e * uS, axis=0) + tl.sum(k_e * vS, axis=0)  # [K]
     ga = d_as * a_s
     dg = d_rs * r_s + ga - d_bi * b_i - d_ki * k_i
@@ -340,7 +373,7 @@ def _layout(cu_seqlens: torch.Tensor | None, B: int, T: int, bt: int):
 
 def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
     """Forward launch. With ``save`` also returns what the backward reads: (chunk-start states [NS, H, K, V],
-    u [B, T, H, V] fp32). Returns (o, final state or None, saved or None, layout)."""
+    u [B, T, H, V], fp32 or bf16: see _ux_dtype). Returns (o, final state or None, saved or None, layout)."""
     cfg = cfg or CONFIG
     B, T, H, K = r.shape
     V = v.shape[-1]
@@ -353,7 +386,7 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
     if state_dtype == "auto":
         state_dtype = torch.float32 if r.dtype == torch.float32 else torch.bfloat16
     states = r.new_empty(ns, H, K, V, dtype=state_dtype) if save else None
-    ubuf = torch.empty_like(v, dtype=torch.float32) if save else None
+    ubuf = torch.empty_like(v, dtype=_ux_dtype(cfg, r)) if save else None
     layout = (offsets, n_chunks, chunk_index)
     if cfg.get("SEQPAR", "off") != "off":  # SEQPAR: sequence-parallel forward (triton_seqpar.py), same outputs
         from .triton_seqpar import seqpar_fwd, use_seqpar
@@ -362,11 +395,12 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
             seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cfg)
             return o, ht, ((states, ubuf) if save else None), layout
     BV = _pick_bv(cfg["BV_FWD"], V, N * H, r.device)
-    LAST_KERNELS["fwd"] = _wkv7_fwd_kernel[(V // BV, N * H)](
+    LAST_KERNELS["fwd"] = _wkv7_fwd_kernel[(N * H, V // BV)](
         r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, offsets, T, None, None,
         H=H, K=K, V=V, BT=bt, BV=BV,
         USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save, IS_VARLEN=cu_seqlens is not None,
-        INV_PREC=cfg["INV_PREC"], STORE_U=save, ONE_CHUNK=False, num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
+        INV_PREC=cfg["INV_PREC"], STORE_U=save, ONE_CHUNK=False, DOT=_dot(cfg, r),
+        num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
     )
     return o, ht, ((states, ubuf) if save else None), layout
 
@@ -380,13 +414,13 @@ def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtyp
     dv = torch.empty_like(do, dtype=r.dtype)
     dh0 = r.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
     dstates = r.new_empty(n_chunks + N, H, K, V, dtype=state_dtype)
-    dxbuf = torch.empty_like(do, dtype=torch.float32)
+    dxbuf = torch.empty_like(do, dtype=_ux_dtype(cfg, r))
     BV = _pick_bv(cfg["BV_DS"], V, N * H, r.device)
-    LAST_KERNELS["bwd_dstate"] = _wkv7_bwd_dstate_kernel[(V // BV, N * H)](
+    LAST_KERNELS["bwd_dstate"] = _wkv7_bwd_dstate_kernel[(N * H, V // BV)](
         r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, offsets, T,
         H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
         USE_DHT=dht is not None, STORE_DH0=need_dh0, IS_VARLEN=cu_seqlens is not None,
-        INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
+        INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
     )
     return (dstates, dxbuf), dv, dh0
 
@@ -403,7 +437,7 @@ def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg):
             r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, offsets,
             chunk_index, T,
             H=H, K=K, V=V, BT=cfg["BT"], IS_VARLEN=cu_seqlens is not None,
-            INV_PREC=cfg["INV_PREC"], num_warps=cfg["WARPS_GRAD"],
+            INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), num_warps=cfg["WARPS_GRAD"],
         )
     return dr, dw, dk, da, db
 

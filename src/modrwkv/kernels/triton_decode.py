@@ -21,8 +21,8 @@ import triton.language as tl
 @triton.jit
 def _wkv7_step_kernel(r, w, k, v, a, b, state, o, new_state, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                       BV: tl.constexpr):
-    """Grid (V // BV, N * H); inputs [N, H, K] (v: [N, H, V]); state [N, H, K, V] fp32."""
-    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    """Grid (N * H, V // BV); inputs [N, H, K] (v: [N, H, V]); state [N, H, K, V] fp32."""
+    i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
     o_k = tl.arange(0, K)
     o_v = i_v * BV + tl.arange(0, BV)
     base_k = i_nh.to(tl.int64) * K
@@ -56,9 +56,20 @@ def wkv7_step_triton(
     state = state.float().contiguous()
     o = torch.empty(N, H, V, dtype=r.dtype, device=r.device)
     new_state = torch.empty_like(state)
-    # few sequences: split V finely so that enough programs run at once; many: whole 32-wide tiles
-    BV = min(V, 16 if N * H < 256 else 32)
-    if os.environ.get("TRITON_INTERPRET", "0") == "1":
-        BV = V
-    _wkv7_step_kernel[(V // BV, N * H)](r, w, k, v, a, b, state, o, new_state, H=H, K=K, V=V, BV=BV, num_warps=2)
+    BV, warps = _launch(N * H, V)
+    _wkv7_step_kernel[(N * H, V // BV)](r, w, k, v, a, b, state, o, new_state, H=H, K=K, V=V, BV=BV,
+                                        num_warps=warps)
     return o, new_state
+
+
+# (V-block, warps) of the step by the number of (sequence, head) pairs; None = the built-in choice. The bench's
+# --decode-sweep measures the alternatives (bench/RESULTS.md).
+DECODE_CONFIG: dict = {"BV": None, "WARPS": None}
+
+
+def _launch(n_heads: int, V: int) -> tuple[int, int]:
+    """The step's V-block and warps: few sequences split V finely so that enough programs run at once."""
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        return V, 1  # the interpreter runs programs one after another: fewer is faster
+    bv = DECODE_CONFIG["BV"] or (16 if n_heads < 256 else 32)
+    return min(V, bv), DECODE_CONFIG["WARPS"] or 2

@@ -15,12 +15,12 @@ Here the forward is three launches, and only the middle one is sequential over t
       T_c is stored split, as its low-rank part L_c = b_e^T W ([chunks, H, K, K] fp32) and its diagonal e^{g_C}
       ([chunks, H, K] fp32), so the decay multiplies S elementwise in fp32 exactly as in the sequential kernel
       (a tf32 product with the full T_c would round all of S every chunk); B_c is stored [chunks, H, K, V] fp32.
-  Pass B, grid (V // BV, N * H), BV = 16 by default for parallelism, sequential over the chunks:
+  Pass B, grid (N * H, V // BV), BV = 16 by default for parallelism, sequential over the chunks:
       S_{c+1} = e^{g_C} * S_c + L_c S_c + B_c from the initial state (or zeros), one [K, K] x [K, BV] product per
       chunk whose operands do not depend on S (they can be prefetched). Writes every chunk-start state and each
       sequence's final state in fp32 into the [NS, H, K, V] layout of triton_chunk (NS = chunks + one final state
       per sequence), the final state also into ``states`` (the backward's dtype) and ``ht``.
-  Pass C, grid (V // BV, chunks * H), chunk-parallel: triton_chunk's forward kernel with ONE_CHUNK, i.e. exactly
+  Pass C, grid (chunks * H, V // BV), chunk-parallel: triton_chunk's forward kernel with ONE_CHUNK, i.e. exactly
       one chunk per program from its fp32 start state: o, and for the backward u and the chunk-start state in the
       saved dtype (bf16 for bf16 inputs; skipped when the saved states are the fp32 buffer itself).
 
@@ -38,7 +38,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_chunk import LAST_KERNELS, _interpret, _tri_inverse, _wkv7_fwd_kernel
+from .triton_chunk import LAST_KERNELS, _dot, _interpret, _tri_inverse, _wkv7_fwd_kernel
 
 # Launch settings of the three passes (a key also present in triton_chunk.CONFIG overrides these, so the bench's
 # --config reaches them). BV_SEQPAR: V-block of the state pass; BV_SEQPAR_C: V-block of the output pass.
@@ -134,9 +134,9 @@ def _seqpar_state_kernel(
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, COPY_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """Pass B, grid (V // BV, N * H): S_{c+1} = e^{g_C} * S_c + L_c S_c + B_c over the chunks of one (sequence,
+    """Pass B, grid (N * H, V // BV): S_{c+1} = e^{g_C} * S_c + L_c S_c + B_c over the chunks of one (sequence,
     head), S [K, BV] fp32 in registers; every chunk-start state and the final state go to s32 [NS, H, K, V]."""
-    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
     i_n, i_h = i_nh // H, i_nh % H
     if IS_VARLEN:
         bos = tl.load(cu_seqlens + i_n).to(tl.int64)
@@ -189,7 +189,7 @@ def _pass_b(maps, h0, ht, s32, states, cu_seqlens, offsets, N, T, cfg):
     _, H, K, V = s32.shape
     BV = min(V, cfg["BV_SEQPAR"])
     copy_final = states is not None and states.data_ptr() != s32.data_ptr()
-    LAST_KERNELS["seqpar_b"] = _seqpar_state_kernel[(V // BV, N * H)](
+    LAST_KERNELS["seqpar_b"] = _seqpar_state_kernel[(N * H, V // BV)](
         *maps, h0, ht, s32, states, cu_seqlens, offsets, T,
         H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
         USE_H0=h0 is not None, STORE_HT=ht is not None, COPY_FINAL=copy_final, IS_VARLEN=cu_seqlens is not None,
@@ -204,11 +204,11 @@ def _pass_c(r, w, k, v, a, b, o, s32, states, ubuf, cu_seqlens, offsets, n_chunk
     BV = min(V, cfg["BV_SEQPAR_C"])
     copy = states is not None and states.data_ptr() != s32.data_ptr()
     if n_chunks > 0:
-        LAST_KERNELS["seqpar_c"] = _wkv7_fwd_kernel[(V // BV, n_chunks * H)](
+        LAST_KERNELS["seqpar_c"] = _wkv7_fwd_kernel[(n_chunks * H, V // BV)](
             r, w, k, v, a, b, o, None, None, states if copy else None, ubuf, cu_seqlens, offsets, T, s32, chunk_index,
             H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
             USE_H0=False, STORE_HT=False, SAVE_STATES=copy, IS_VARLEN=cu_seqlens is not None,
-            INV_PREC=cfg["INV_PREC"], STORE_U=ubuf is not None, ONE_CHUNK=True,
+            INV_PREC=cfg["INV_PREC"], STORE_U=ubuf is not None, ONE_CHUNK=True, DOT=_dot(cfg, r),
             num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
         )
 
