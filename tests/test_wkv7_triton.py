@@ -114,6 +114,60 @@ def test_bf16_gradients_varlen():
     assert not bad, f"seed {seed}: {errs}"
 
 
+def _fwd_bwd_errors(xs, do, dht=None, h0=None):
+    """Triton forward + backward against the fp64 reference: relative errors of o and every input gradient."""
+    xs1 = [x.clone().requires_grad_() for x in xs]
+    o, ht = wkv7_triton(*xs1, initial_state=h0, output_final_state=True)
+    grads = torch.autograd.grad([o, ht] if dht is not None else [o], xs1, [do, dht] if dht is not None else [do])
+    xs2 = [x.detach().double().requires_grad_() for x in xs]
+    ro, rht = wkv7_naive(*xs2, initial_state=None if h0 is None else h0.double(), output_final_state=True)
+    ref = torch.autograd.grad([ro, rht] if dht is not None else [ro], xs2,
+                              [do.double(), dht.double()] if dht is not None else [do.double()])
+    errs = {"o": rel(o, ro)}
+    errs.update({f"d{n}": rel(a, b) for n, a, b in zip("rwkvab", grads, ref)})
+    return errs
+
+
+def test_fp16_products_tiny_gradients(monkeypatch):
+    """bf16 inputs use fp16 intra-chunk products (CONFIG DOT "auto"); the output gradient is rescaled by a power of
+    two before them, so gradients far below fp16's range (1e-9 here) keep their precision."""
+    from modrwkv.kernels import triton_chunk as tc
+
+    monkeypatch.setitem(tc.CONFIG, "DOT", "auto")
+    assert tc._dot(tc.CONFIG, torch.zeros(1, dtype=torch.bfloat16)).startswith("fp16")
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    xs = make_inputs(1, 45, 2, 32, seed, dtype=torch.bfloat16)
+    do = (1e-9 * torch.randn(1, 45, 2, 32, generator=torch.Generator().manual_seed(seed))).to(DEVICE, torch.bfloat16)
+    errs = _fwd_bwd_errors(xs, do)
+    assert max(errs.values()) < 1e-2, f"seed {seed}: {errs}"
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_fp16_overflow_recomputed_in_tf32(monkeypatch, caplog, where):
+    """Values beyond fp16's range: the kernels flag the non-finite result and the call is recomputed with tf32
+    products (counted and logged), so the results still match the reference instead of being inf/NaN."""
+    from modrwkv.kernels import triton_chunk as tc
+
+    monkeypatch.setitem(tc.CONFIG, "DOT", "fp16")
+    monkeypatch.setattr(tc, "OVERFLOW_FALLBACKS", {"forward": 0, "backward": 0})
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    g = torch.Generator().manual_seed(seed)
+    xs = make_inputs(1, 40, 2, 16, seed, dtype=torch.bfloat16)
+    do = torch.randn(1, 40, 2, 16, generator=g).to(DEVICE, torch.bfloat16)
+    dht = None
+    if where == "forward":  # large values and slow decay: the state, and u with it, pass 65504
+        xs[3] = (xs[3].float() * 3000).to(torch.bfloat16)
+        xs[2] = (xs[2].float() * 30).to(torch.bfloat16)
+        xs[1] = (xs[1].float() * 0.01).to(torch.bfloat16)
+    else:  # a final-state gradient 1e9 x dO: the state gradient overflows the backward's fp16 products
+        dht = 1e9 * torch.randn(1, 2, 16, 16, generator=g).to(DEVICE)
+    with caplog.at_level("WARNING", logger="modrwkv.kernels.triton_chunk"):
+        errs = _fwd_bwd_errors(xs, do, dht)
+    assert tc.OVERFLOW_FALLBACKS[where] == 1, tc.OVERFLOW_FALLBACKS
+    assert "recomputed with tf32" in caplog.text
+    assert max(errs.values()) < 2e-2, f"seed {seed}: {errs}"
+
+
 @pytest.mark.parametrize("K", [16, 64])
 def test_decode_step(K):
     seed = int(torch.randint(0, 2**31 - 1, ()))

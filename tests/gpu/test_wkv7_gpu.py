@@ -77,6 +77,27 @@ def test_varlen_bf16():
     print(compare(xs, h0, cu, wkv7_chunked, seed))
 
 
+@pytest.mark.parametrize("seqpar", ["off", "on"])
+def test_varlen_many_sequences(monkeypatch, seqpar):
+    """More (sequence, head) pairs than a CUDA grid's y axis holds (65535): 2100 short sequences x 32 heads, and in
+    the sequence-parallel output pass 8 x 4096-token chunks x 32 heads. Launch axes must put these in grid x."""
+    from modrwkv.kernels import triton_chunk as tc
+
+    monkeypatch.setitem(tc.CONFIG, "SEQPAR", seqpar)
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 5, (2100,), generator=g).tolist()
+    cu = torch.tensor([0] + lengths, device="cuda").cumsum(0).to(torch.int32)
+    xs = make_inputs(1, sum(lengths), 32, 64, seed)
+    print(compare(xs, None, cu, wkv7_chunked, seed))
+    if seqpar == "on":
+        xs = make_inputs(8, 4096, 32, 64, seed)
+        o_par, _ = tc.wkv7_triton(*xs)
+        monkeypatch.setitem(tc.CONFIG, "SEQPAR", "off")
+        o_seq, _ = tc.wkv7_triton(*xs)
+        assert rel(o_par, o_seq) < 1e-3, rel(o_par, o_seq)
+
+
 @pytest.mark.parametrize("cu_lengths", [None, [1, 3000, 0, 5000, 17]])
 def test_seqpar_bf16(monkeypatch, cu_lengths):
     """The sequence-parallel forward (CONFIG["SEQPAR"] = "on", triton_seqpar.py) with the unchanged backward, at the

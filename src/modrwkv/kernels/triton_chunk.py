@@ -44,6 +44,7 @@ lower, so N^16 = 0) in full fp32 ("ieee") dots; the other products use tf32 tens
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -58,10 +59,15 @@ import triton.language as tl
 # fwd+bwd at B=8 T=4096 H=32) and fp32 for fp32 inputs. The recurrence itself always runs in fp32.
 # SEQPAR: "off" (default: the sequential forward), "on" (the sequence-parallel forward of triton_seqpar.py, same
 # outputs and saved tensors; not yet timed on a GPU) or "auto" (seqpar for few sequences x heads, long sequences).
-# DOT: operand precision of the tensor-core products (the triangular inverse always runs in fp32): "tf32", "bf16",
-# or "auto" (bf16 for bf16/fp16 inputs, tf32 for fp32). With bf16 the u and dX buffers the backward reads are bf16.
+# DOT / DOT_STATE: operand precision of the tensor-core products (accumulation is always fp32, the triangular
+# inverse always fp32 "ieee"). DOT covers the intra-chunk products (the [BT, BT] matrices and everything multiplied
+# by them), DOT_STATE the products with the [K, V] state or its gradient. "tf32" (fp32 operands, 11-bit
+# significand), "fp16" (DOT only: the same significand as tf32 at half the shared-memory bytes, made range-safe by
+# the mid-chunk decay reference and a power-of-two scale of the output gradient, see _grad_scale), "bf16" (8-bit
+# significand: measured over the 5e-3 error bound when used for DOT), "auto": see _dot. The u and dX buffers the
+# backward reads take DOT's dtype.
 CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 8,
-          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "off", "DOT": "tf32"}
+          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "off", "DOT": "auto", "DOT_STATE": "auto"}
 LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
 
@@ -72,19 +78,39 @@ def _interpret() -> bool:
 _SM_COUNT: dict = {}
 
 
-def _dot(cfg: dict, x: torch.Tensor) -> str:
-    """The kernels' DOT constexpr for inputs like ``x``: "tf32" or "bf16" (CONFIG["DOT"], "auto" resolved)."""
-    dot = cfg.get("DOT", "tf32")
+_AUTO_DOT = {"DOT": "fp16", "DOT_STATE": "tf32"}  # for bf16/fp16 inputs; fp32 inputs always get tf32
+
+
+def _dot(cfg: dict, x: torch.Tensor, key: str = "DOT") -> str:
+    """The kernels' DOT / DOTS constexpr for inputs like ``x`` (CONFIG[key] with "auto" resolved). Under Triton's
+    CPU interpreter, which multiplies 16-bit operands wrongly, the same rounding is emulated in fp32."""
+    dot = cfg.get(key, "tf32")
+    allowed = ("tf32", "fp16", "bf16") if key == "DOT" else ("tf32", "bf16")
     if dot == "auto":
-        return "tf32" if x.dtype == torch.float32 else "bf16"
-    if dot not in ("tf32", "bf16"):
-        raise ValueError(f'CONFIG["DOT"] must be "tf32", "bf16" or "auto", got {dot!r}')
-    return "bf16_emulated" if dot == "bf16" and _interpret() else dot
+        dot = "tf32" if x.dtype == torch.float32 else _AUTO_DOT[key]
+    if dot not in allowed:
+        raise ValueError(f'CONFIG["{key}"] must be one of {allowed} or "auto", got {dot!r}')
+    return dot + "_emulated" if dot != "tf32" and _interpret() else dot
 
 
 def _ux_dtype(cfg: dict, x: torch.Tensor) -> torch.dtype:
-    """dtype of the u / dX buffers: bf16 when the products round their operands to bf16 anyway, else fp32."""
-    return torch.float32 if _dot(cfg, x) == "tf32" else torch.bfloat16
+    """dtype of the u / dX buffers: that of DOT's operands (the backward only multiplies them), fp32 for tf32."""
+    return {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[_dot(cfg, x).split("_")[0]]
+
+
+# The output gradient dO (and the final-state gradient with it) is scaled by a power of two so that max |dO| is in
+# (2^-5, 2^-4] before any fp16 product: bf16 gradients are often far below fp16's normal range (6e-5), and 16x
+# headroom keeps the values the backward derives from them (dX, the intra-chunk dA) below its top (65504). Exact:
+# every gradient the kernels return is linear in (dO, dS_T), and they are unscaled on store. A final-state gradient
+# far larger than dO can still overflow; the kernels' check then recomputes the backward with tf32 (_checked).
+GRAD_SCALE_TOP = -4
+
+
+def _grad_scale(do: torch.Tensor) -> torch.Tensor:
+    """[2] fp32 (scale, 1 / scale) on the device, no host sync; (1, 1) when dO is all zero."""
+    m = do.abs().amax().float()
+    e = torch.where(m > 0, torch.ceil(torch.log2(m.clamp_min(1e-38))) - GRAD_SCALE_TOP, torch.zeros_like(m))
+    return torch.stack([torch.exp2(-e), torch.exp2(e)])
 
 
 def _pick_bv(bv_max: int, V: int, n_heads: int, device: torch.device) -> int:
@@ -123,21 +149,37 @@ def _tri_inverse(A, BT: tl.constexpr, PREC: tl.constexpr):
 
 @triton.jit
 def _mm(x, y, DOT: tl.constexpr):
-    """x @ y on the tensor cores with fp32 accumulation. DOT "tf32": fp32 operands rounded to tf32 (fp32 range,
-    11-bit significand); "bf16": operands cast to bf16 (fp32 range, 8-bit significand) before the product, which
-    halves the shared-memory bytes of the operand layout conversions that bound these kernels (NOTES_wkv7.md)."""
-    if DOT == "bf16":
+    """x @ y on the tensor cores with fp32 accumulation. "tf32": fp32 operands rounded to tf32 (fp32 range, 11-bit
+    significand); "fp16" / "bf16": operands cast before the product, which halves the shared-memory bytes of the
+    operand layout conversions that bound these kernels (NOTES_wkv7.md). "*_emulated": the same rounding through an
+    fp32 product (a 16-bit x 16-bit product is exact in fp32) for the CPU interpreter."""
+    if DOT == "fp16":
+        return tl.dot(x.to(tl.float16), y.to(tl.float16))
+    elif DOT == "bf16":
         return tl.dot(x.to(tl.bfloat16), y.to(tl.bfloat16))
-    elif DOT == "bf16_emulated":  # Triton's CPU interpreter multiplies bf16 wrongly: same numbers (bf16 x bf16 is
-        # exact in fp32) through an fp32 product
+    elif DOT == "fp16_emulated":
+        return tl.dot(x.to(tl.float16).to(tl.float32), y.to(tl.float16).to(tl.float32), input_precision="ieee")
+    elif DOT == "bf16_emulated":
         return tl.dot(x.to(tl.bfloat16).to(tl.float32), y.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
     else:
         return tl.dot(x, y)
 
 
 @triton.jit
+def _flag_nonfinite(flag, x):
+    """Sets flag[0] = 1 when the tile x holds an inf or a NaN (an fp16 operand overflowed upstream)."""
+    total = tl.sum(tl.sum(x, axis=1), axis=0)
+    tl.store(flag, 1, mask=~(tl.abs(total) < float("inf")))  # NaN compares false
+
+
+@triton.jit
 def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr, DOT: tl.constexpr):
-    """Load one chunk of r, w, k, a, b ([BT, K]) and build the decay-scaled factors and intra-chunk matrices."""
+    """Load one chunk of r, w, k, a, b ([BT, K]) and build the decay-scaled factors and intra-chunk matrices.
+
+    The factors are taken relative to the chunk's mid decay g_m = g_C / 2 (a_s = a e^{g_{t-1} - g_m},
+    r_s = r e^{g_t - g_m}, b_i = b e^{g_m - g_t}, k_i = k e^{g_m - g_t}): every factor then lies within
+    e^{+-BT/2 * 0.6065} (128 at BT = 16) of the input, which keeps fp16 operands in range; the [BT, BT] matrices are
+    unchanged, and the state products use the factors times e^{g_m} (returned as egm)."""
     o_k = tl.arange(0, K)
     offs = o_t[:, None] * HK + o_k[None, :]
     m = m_t[:, None]
@@ -148,9 +190,10 @@ def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr, DOT: tl.
     b = tl.load(p_b + offs, mask=m, other=0).to(tl.float32)
     g = tl.cumsum(w, axis=0)  # [BT, K] inclusive; padded rows have w = 0 (decay 1), so g_C = g of the last real row
     g_last = tl.sum(w, axis=0)  # [K]
-    eg = tl.exp(g)
-    egp = tl.exp(g - w)
-    eng = tl.exp(-g)
+    g_m = 0.5 * g_last[None, :]  # [1, K] the mid-chunk reference
+    eg = tl.exp(g - g_m)
+    egp = tl.exp(g - w - g_m)
+    eng = tl.exp(g_m - g)
     egl_g = tl.exp(g_last[None, :] - g)  # e^{g_C - g_t} <= 1
     a_s = a * egp
     r_s = r * eg
@@ -162,22 +205,25 @@ def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr, DOT: tl.
     A_ak = tl.where(strict, _mm(a_s, tl.trans(k_i), DOT), 0.0)
     A_rb = tl.where(incl, _mm(r_s, tl.trans(b_i), DOT), 0.0)
     A_rk = tl.where(incl, _mm(r_s, tl.trans(k_i), DOT), 0.0)
-    return a_s, r_s, b_i, k_i, b * egl_g, k * egl_g, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk
+    egm = tl.exp(0.5 * g_last)  # [K] e^{g_m}
+    return a_s, r_s, b_i, k_i, b * egl_g, k * egl_g, eg, egp, eng, g_last, egm, A_ab, A_ak, A_rb, A_rk
 
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_fwd_kernel(
-    r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, state_offsets, T, s_in, chunk_index,
+    r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, state_offsets, T, s_in, chunk_index, flag,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE_STATES: tl.constexpr, IS_VARLEN: tl.constexpr,
-    INV_PREC: tl.constexpr, STORE_U: tl.constexpr, ONE_CHUNK: tl.constexpr, DOT: tl.constexpr,
+    INV_PREC: tl.constexpr, STORE_U: tl.constexpr, ONE_CHUNK: tl.constexpr, DOT: tl.constexpr, DOTS: tl.constexpr,
+    CHECK: tl.constexpr,
 ):
     """Grid (N * H, V // BV). Walks the chunks of one (sequence, head) in order with S [K, BV] in registers.
 
     SEQPAR (triton_seqpar.py): with ONE_CHUNK, grid (chunks * H, V // BV) and each program runs exactly one chunk
     from its fp32 start state in ``s_in`` ([NS, H, K, V], written by the state pass); SAVE_STATES then copies that
     start state into ``states`` and nothing is written after the chunk. With ONE_CHUNK off (s_in, chunk_index
-    unused, STORE_U = SAVE_STATES) this is the sequential kernel, unchanged."""
+    unused, STORE_U = SAVE_STATES) this is the sequential kernel, unchanged.
+    CHECK (fp16 products): flag[0] = 1 if any output or the state went non-finite (the caller recomputes in tf32)."""
     i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
     i_n, i_h = i_nh // H, i_nh % H
     t_lo = 0
@@ -207,26 +253,32 @@ def _wkv7_fwd_kernel(
         NT = t_lo + 1
     elif USE_H0:
         S += tl.load(h0 + i_nh.to(tl.int64) * K * V + s_ptrs)
+    out_sum = tl.zeros([BT, BV], dtype=tl.float32)  # CHECK: any inf/NaN output stays inf/NaN in the sum
     for i_t in range(t_lo, NT):
         if SAVE_STATES:
             tl.store(states + ((s_off + i_t) * H + i_h) * K * V + s_ptrs, S.to(states.dtype.element_ty))
         t0 = i_t * BT
         m_t = (t0 + o_t) < T
         base = (bos + t0) * H * K + i_h * K
-        a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
+        a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, egm, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
             r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K, DOT)
         vbase = (bos + t0) * H * V + i_h * V
         v_offs = o_t[:, None] * H * V + o_v[None, :]
         vv = tl.load(v + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, BV]
         Linv = _tri_inverse(A_ab, BT, INV_PREC)
-        X = _mm(a_s, S, DOT) + _mm(A_ak, vv, DOT)  # [BT, BV]
+        X = _mm(a_s * egm[None, :], S, DOTS) + _mm(A_ak, vv, DOT)  # [BT, BV]
         u = tl.dot(Linv, X, input_precision=INV_PREC)
         if STORE_U:
             # the backward reads u instead of re-solving
             tl.store(ubuf + vbase + v_offs, u.to(ubuf.dtype.element_ty), mask=m_t[:, None])
-        out = _mm(r_s, S, DOT) + _mm(A_rb, u, DOT) + _mm(A_rk, vv, DOT)
+        out = _mm(r_s * egm[None, :], S, DOTS) + _mm(A_rb, u, DOT) + _mm(A_rk, vv, DOT)
         tl.store(o + vbase + v_offs, out.to(o.dtype.element_ty), mask=m_t[:, None])
-        S = S * tl.exp(g_last)[:, None] + _mm(tl.trans(b_e), u, DOT) + _mm(tl.trans(k_e), vv, DOT)
+        if CHECK:
+            out_sum += out
+        S = S * tl.exp(g_last)[:, None] + _mm(tl.trans(b_e), u, DOTS) + _mm(tl.trans(k_e), vv, DOTS)
+    if CHECK:
+        _flag_nonfinite(flag, S)
+        _flag_nonfinite(flag, out_sum)
     if not ONE_CHUNK:  # SEQPAR: the state pass writes the final states
         if SAVE_STATES:
             tl.store(states + ((s_off + NT) * H + i_h) * K * V + s_ptrs, S.to(states.dtype.element_ty))
@@ -236,13 +288,15 @@ def _wkv7_fwd_kernel(
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_bwd_dstate_kernel(
-    r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, state_offsets, T,
+    r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, state_offsets, T, gscale, flag,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr, INV_PREC: tl.constexpr,
-    DOT: tl.constexpr,
+    DOT: tl.constexpr, DOTS: tl.constexpr, GSCALE: tl.constexpr, CHECK: tl.constexpr,
 ):
     """Grid (N * H, V // BV). The reverse pass: carries dS [K, BV] (gradient of a chunk's end state) backwards,
-    stores it for every chunk, and writes dv, which needs no forward state. Nothing here depends on S."""
+    stores it for every chunk, and writes dv, which needs no forward state. Nothing here depends on S.
+    With GSCALE, dO and dS_T are multiplied by gscale[0] on load (dS and dX are stored scaled, for the gradient
+    kernel) and dv, dh0 by gscale[1] on store. CHECK: flag[0] = 1 if dS or dv went non-finite."""
     i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
     i_n, i_h = i_nh // H, i_nh % H
     if IS_VARLEN:
@@ -258,39 +312,54 @@ def _wkv7_bwd_dstate_kernel(
     o_v = i_v * BV + tl.arange(0, BV)
     s_ptrs = o_k[:, None] * V + o_v[None, :]
 
+    gsc, ginv = 1.0, 1.0
+    if GSCALE:
+        gsc = tl.load(gscale)
+        ginv = tl.load(gscale + 1)
     dS = tl.zeros([K, BV], dtype=tl.float32)
     if USE_DHT:
-        dS += tl.load(dht + i_nh.to(tl.int64) * K * V + s_ptrs)
+        dS += tl.load(dht + i_nh.to(tl.int64) * K * V + s_ptrs) * gsc
+    dv_sum = tl.zeros([BT, BV], dtype=tl.float32)
     for i_c in range(0, NT):
         i_t = NT - 1 - i_c
         tl.store(dstates + ((s_off + i_t) * H + i_h) * K * V + s_ptrs, dS.to(dstates.dtype.element_ty))
         t0 = i_t * BT
         m_t = (t0 + o_t) < T
         base = (bos + t0) * H * K + i_h * K
-        a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
+        a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, egm, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
             r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K, DOT)
         vbase = (bos + t0) * H * V + i_h * V
         v_offs = o_t[:, None] * H * V + o_v[None, :]
-        dO = tl.load(do + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, BV]
+        dO = tl.load(do + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32) * gsc  # [BT, BV]
         Linv = _tri_inverse(A_ab, BT, INV_PREC)
-        du = _mm(tl.trans(A_rb), dO, DOT) + _mm(b_e, dS, DOT)
+        du = _mm(tl.trans(A_rb), dO, DOT) + _mm(b_e, dS, DOTS)
         dX = tl.dot(tl.trans(Linv), du, input_precision=INV_PREC)
         tl.store(dxbuf + vbase + v_offs, dX.to(dxbuf.dtype.element_ty), mask=m_t[:, None])  # for the gradient kernel
-        dvv = _mm(tl.trans(A_rk), dO, DOT) + _mm(tl.trans(A_ak), dX, DOT) + _mm(k_e, dS, DOT)
-        tl.store(dv + vbase + v_offs, dvv.to(dv.dtype.element_ty), mask=m_t[:, None])
-        dS = dS * tl.exp(g_last)[:, None] + _mm(tl.trans(r_s), dO, DOT) + _mm(tl.trans(a_s), dX, DOT)
+        dvv = _mm(tl.trans(A_rk), dO, DOT) + _mm(tl.trans(A_ak), dX, DOT) + _mm(k_e, dS, DOTS)
+        tl.store(dv + vbase + v_offs, (dvv * ginv).to(dv.dtype.element_ty), mask=m_t[:, None])
+        if CHECK:
+            dv_sum += dvv
+        dS = dS * tl.exp(g_last)[:, None] + (_mm(tl.trans(r_s * egm[None, :]), dO, DOTS)
+                                             + _mm(tl.trans(a_s * egm[None, :]), dX, DOTS))
+    if CHECK:
+        _flag_nonfinite(flag, dS)
+        _flag_nonfinite(flag, dv_sum)
     if STORE_DH0:
-        tl.store(dh0 + i_nh.to(tl.int64) * K * V + s_ptrs, dS)
+        tl.store(dh0 + i_nh.to(tl.int64) * K * V + s_ptrs, dS * ginv)
 
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_bwd_grad_kernel(
     r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, state_offsets, chunk_index, T,
+    gscale, flag,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
-    INV_PREC: tl.constexpr, DOT: tl.constexpr,
+    INV_PREC: tl.constexpr, DOT: tl.constexpr, DOTS: tl.constexpr, GSCALE: tl.constexpr, CHECK: tl.constexpr,
 ):
     """Grid (chunks, H): fully parallel. From the chunk's start state S, end-state gradient dS', u and dX (all
-    stored by the sequential kernels) writes dr, dw, dk, da, db of the chunk (formulas in the module docstring)."""
+    stored by the sequential kernels) writes dr, dw, dk, da, db of the chunk (formulas in the module docstring).
+    With GSCALE, dS' and dX arrive scaled by gscale[0], dO is scaled on load and the results by gscale[1].
+    CHECK: flag[0] = 1 if a result went non-finite (dw sums all four factor gradients: an inf or NaN in any reaches
+    it, inf * 0 included)."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     if IS_VARLEN:
         i_n = tl.load(chunk_index + 2 * i_c)
@@ -313,12 +382,16 @@ def _wkv7_bwd_grad_kernel(
     t0 = i_t * BT
     m_t = (t0 + o_t) < T
     base = (bos + t0) * H * K + i_h * K
-    a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
+    a_s, r_s, b_i, k_i, b_e, k_e, eg, egp, eng, g_last, egm, A_ab, A_ak, A_rb, A_rk = _chunk_prep(
         r + base, w + base, k + base, a + base, b + base, m_t, o_t, H * K, K, DOT)
     vbase = (bos + t0) * H * V + i_h * V
     v_offs = o_t[:, None] * H * V + o_v[None, :]
     vv = tl.load(v + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
-    dO = tl.load(do + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
+    gsc, ginv = 1.0, 1.0
+    if GSCALE:
+        gsc = tl.load(gscale)
+        ginv = tl.load(gscale + 1)
+    dO = tl.load(do + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32) * gsc  # [BT, V]
     strict = o_t[:, None] > o_t[None, :]
     incl = o_t[:, None] >= o_t[None, :]
 
@@ -329,15 +402,17 @@ def _wkv7_bwd_grad_kernel(
     dA_ak = tl.where(strict, _mm(dX, tl.trans(vv), DOT), 0.0)
     dA_rb = tl.where(incl, _mm(dO, tl.trans(u), DOT), 0.0)
     dA_rk = tl.where(incl, _mm(dO, tl.trans(vv), DOT), 0.0)
-    d_rs = _mm(dO, tl.trans(S), DOT) + _mm(dA_rb, b_i, DOT) + _mm(dA_rk, k_i, DOT)
-    d_as = _mm(dX, tl.trans(S), DOT) + _mm(dA_ab, b_i, DOT) + _mm(dA_ak, k_i, DOT)
+    # the state enters as e^{g_m} S (factors relative to the mid-chunk decay, _chunk_prep)
+    d_rs = _mm(dO, tl.trans(S), DOTS) * egm[None, :] + _mm(dA_rb, b_i, DOT) + _mm(dA_rk, k_i, DOT)
+    d_as = _mm(dX, tl.trans(S), DOTS) * egm[None, :] + _mm(dA_ab, b_i, DOT) + _mm(dA_ak, k_i, DOT)
     egl = tl.exp(g_last)
     # S' = e^{g_C} (S + b_i^T u + k_i^T V): the e^{g_C} of dZ = e^{g_C} dS' is applied after the products, and
     # dg_C = rowsum(dS' * S') is assembled from the same products, so no extra [K, V] tile is live
-    uS = _mm(u, tl.trans(dS), DOT)  # [BT, K]
-    vS = _mm(vv, tl.trans(dS), DOT)  # [BT, K]
-    d_bi = _mm(tl.trans(dA_ab), a_s, DOT) + _mm(tl.trans(dA_rb), r_s, DOT) + uS * egl[None, :]
-    d_ki = _mm(tl.trans(dA_ak), a_s, DOT) + _mm(tl.trans(dA_rk), r_s, DOT) + vS * egl[None, :]
+    uS = _mm(u, tl.trans(dS), DOTS)  # [BT, K]
+    vS = _mm(vv, tl.trans(dS), DOTS)  # [BT, K]
+    egl_m = (egl / egm)[None, :]  # S' = e^{g_C} S + e^{g_C - g_m} (b_i^T u + k_i^T V)
+    d_bi = _mm(tl.trans(dA_ab), a_s, DOT) + _mm(tl.trans(dA_rb), r_s, DOT) + uS * egl_m
+    d_ki = _mm(tl.trans(dA_ak), a_s, DOT) + _mm(tl.trans(dA_rk), r_s, DOT) + vS * egl_m
     dg_last = egl * tl.sum(dS * S, axis=1) + tl.sum(b_e * uS, axis=0) + tl.sum(k_e * vS, axis=0)  # [K]
     ga = d_as * a_s
     dg = d_rs * r_s + ga - d_bi * b_i - d_ki * k_i
@@ -346,11 +421,13 @@ def _wkv7_bwd_grad_kernel(
 
     offs = o_t[:, None] * H * K + o_k[None, :]
     m = m_t[:, None]
-    tl.store(dr + base + offs, (d_rs * eg).to(dr.dtype.element_ty), mask=m)
-    tl.store(da + base + offs, (d_as * egp).to(da.dtype.element_ty), mask=m)
-    tl.store(db + base + offs, (d_bi * eng).to(db.dtype.element_ty), mask=m)
-    tl.store(dk + base + offs, (d_ki * eng).to(dk.dtype.element_ty), mask=m)
-    tl.store(dw + base + offs, dwc.to(dw.dtype.element_ty), mask=m)
+    tl.store(dr + base + offs, (d_rs * eg * ginv).to(dr.dtype.element_ty), mask=m)
+    tl.store(da + base + offs, (d_as * egp * ginv).to(da.dtype.element_ty), mask=m)
+    tl.store(db + base + offs, (d_bi * eng * ginv).to(db.dtype.element_ty), mask=m)
+    tl.store(dk + base + offs, (d_ki * eng * ginv).to(dk.dtype.element_ty), mask=m)
+    tl.store(dw + base + offs, (dwc * ginv).to(dw.dtype.element_ty), mask=m)
+    if CHECK:
+        _flag_nonfinite(flag, dwc)
 
 
 def _layout(cu_seqlens: torch.Tensor | None, B: int, T: int, bt: int):
@@ -371,9 +448,10 @@ def _layout(cu_seqlens: torch.Tensor | None, B: int, T: int, bt: int):
     return offsets, int(per_seq.sum()), n_chunks, chunk_index
 
 
-def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
+def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, flag=None):
     """Forward launch. With ``save`` also returns what the backward reads: (chunk-start states [NS, H, K, V],
-    u [B, T, H, V], fp32 or bf16: see _ux_dtype). Returns (o, final state or None, saved or None, layout)."""
+    u [B, T, H, V] in _ux_dtype). Returns (o, final state or None, saved or None, layout). ``flag``: an int32 [1]
+    zero tensor the kernel sets to 1 on a non-finite result (None: no check)."""
     cfg = cfg or CONFIG
     B, T, H, K = r.shape
     V = v.shape[-1]
@@ -392,21 +470,28 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
         from .triton_seqpar import seqpar_fwd, use_seqpar
 
         if use_seqpar(cfg, N, H, B * T, r.device):
-            seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cfg)
+            seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cfg, flag)
             return o, ht, ((states, ubuf) if save else None), layout
     BV = _pick_bv(cfg["BV_FWD"], V, N * H, r.device)
     LAST_KERNELS["fwd"] = _wkv7_fwd_kernel[(N * H, V // BV)](
-        r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, offsets, T, None, None,
+        r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, offsets, T, None, None, flag,
         H=H, K=K, V=V, BT=bt, BV=BV,
         USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save, IS_VARLEN=cu_seqlens is not None,
-        INV_PREC=cfg["INV_PREC"], STORE_U=save, ONE_CHUNK=False, DOT=_dot(cfg, r),
+        INV_PREC=cfg["INV_PREC"], STORE_U=save, ONE_CHUNK=False, DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"),
+        CHECK=flag is not None,
         num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
     )
     return o, ht, ((states, ubuf) if save else None), layout
 
 
-def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtype, cfg):
-    """The reverse pass: ((dstates [NS, H, K, V], dX [B, T, H, V] fp32), dv, dh0 or None)."""
+def _gscale_for(cfg: dict, r: torch.Tensor, do: torch.Tensor) -> torch.Tensor | None:
+    """The output-gradient scale both backward kernels must share: only fp16 products need one."""
+    return _grad_scale(do) if _dot(cfg, r).startswith("fp16") else None
+
+
+def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtype, cfg, gscale=None, flag=None):
+    """The reverse pass: ((dstates [NS, H, K, V], dX [B, T, H, V]), dv, dh0 or None). ``gscale``: _gscale_for;
+    ``flag`` as in _fwd."""
     B, T, H, K = r.shape
     V = do.shape[-1]
     offsets, n_chunks, chunk_index = layout
@@ -417,16 +502,18 @@ def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtyp
     dxbuf = torch.empty_like(do, dtype=_ux_dtype(cfg, r))
     BV = _pick_bv(cfg["BV_DS"], V, N * H, r.device)
     LAST_KERNELS["bwd_dstate"] = _wkv7_bwd_dstate_kernel[(N * H, V // BV)](
-        r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, offsets, T,
+        r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, offsets, T, gscale, flag,
         H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
         USE_DHT=dht is not None, STORE_DH0=need_dh0, IS_VARLEN=cu_seqlens is not None,
-        INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
+        INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gscale is not None,
+        CHECK=flag is not None, num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
     )
     return (dstates, dxbuf), dv, dh0
 
 
-def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg):
-    """The chunk-parallel gradients: (dr, dw, dk, da, db)."""
+def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gscale=None, flag=None):
+    """The chunk-parallel gradients: (dr, dw, dk, da, db). ``gscale``: the one _bwd_dstate had; ``flag`` as in
+    _fwd."""
     B, T, H, K = r.shape
     V = v.shape[-1]
     offsets, n_chunks, chunk_index = layout
@@ -435,18 +522,49 @@ def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg):
     if n_chunks > 0:
         LAST_KERNELS["bwd_grad"] = _wkv7_bwd_grad_kernel[(n_chunks, H)](
             r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, offsets,
-            chunk_index, T,
+            chunk_index, T, gscale, flag,
             H=H, K=K, V=V, BT=cfg["BT"], IS_VARLEN=cu_seqlens is not None,
-            INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), num_warps=cfg["WARPS_GRAD"],
+            INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gscale is not None,
+            CHECK=flag is not None, num_warps=cfg["WARPS_GRAD"],
         )
     return dr, dw, dk, da, db
 
 
-def _bwd(r, w, k, v, a, b, saved, layout, do, dht, need_dh0, cu_seqlens, cfg=None):
+def _bwd(r, w, k, v, a, b, saved, layout, do, dht, need_dh0, cu_seqlens, cfg=None, flag=None):
+    """Both backward kernels: (dr, dw, dk, dv, da, db, dh0 or None)."""
     cfg = cfg or CONFIG
-    dsaved, dv, dh0 = _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, saved[0].dtype, cfg)
-    dr, dw, dk, da, db = _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg)
+    gscale = _gscale_for(cfg, r, do)
+    dsaved, dv, dh0 = _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, saved[0].dtype, cfg, gscale,
+                                  flag)
+    dr, dw, dk, da, db = _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gscale, flag)
     return dr, dw, dk, dv, da, db, dh0
+
+
+# How often fp16 products overflowed and the call was recomputed with tf32 (logged the first time).
+OVERFLOW_FALLBACKS = {"forward": 0, "backward": 0}
+
+
+def _checked(cfg: dict, r: torch.Tensor, run, where: str):
+    """Runs ``run(cfg, flag)``; with fp16 products, checks the kernels' non-finite flag (one host sync) and on an
+    overflow runs again with tf32 products. Returns (result, the cfg that produced it). fp16 products are not used
+    while a CUDA graph is captured (no sync is possible there)."""
+    if not _dot(cfg, r).startswith("fp16"):
+        return run(cfg, None), cfg
+    if r.is_cuda and torch.cuda.is_current_stream_capturing():
+        cfg = dict(cfg, DOT="tf32")
+        return run(cfg, None), cfg
+    flag = torch.zeros(1, dtype=torch.int32, device=r.device)
+    result = run(cfg, flag)
+    if not flag.item():
+        return result, cfg
+    OVERFLOW_FALLBACKS[where] += 1
+    if OVERFLOW_FALLBACKS[where] == 1:
+        logging.getLogger(__name__).warning(
+            "WKV-7 %s: an fp16 product overflowed (values beyond 65504) or the inputs are not finite; recomputed "
+            "with tf32 products (counted in triton_chunk.OVERFLOW_FALLBACKS; set CONFIG['DOT'] = 'tf32' to skip "
+            "the fp16 attempt)", where)
+    cfg = dict(cfg, DOT="tf32")
+    return run(cfg, None), cfg
 
 
 class WKV7TritonFunction(torch.autograd.Function):
@@ -456,8 +574,8 @@ class WKV7TritonFunction(torch.autograd.Function):
     def forward(ctx, r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save):
         # ``save`` is decided by the caller: ctx.needs_input_grad stays True under torch.no_grad(), and saving the
         # states for a backward that never comes costs ~7% of the forward
-        cfg = dict(CONFIG)
-        o, ht, saved, layout = _fwd(r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save, cfg)
+        (o, ht, saved, layout), cfg = _checked(dict(CONFIG), r, lambda cfg, flag: _fwd(
+            r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save, cfg, flag), "forward")
         if save:
             offsets, n_chunks, chunk_index = layout
             ctx.save_for_backward(r, w, k, v, a, b, *saved, offsets, chunk_index, cu_seqlens)
@@ -470,8 +588,9 @@ class WKV7TritonFunction(torch.autograd.Function):
     def backward(ctx, do, dht):
         r, w, k, v, a, b, states, ubuf, offsets, chunk_index, cu_seqlens = ctx.saved_tensors
         dht = dht.contiguous().float() if dht is not None else None
-        dr, dw, dk, dv, da, db, dh0 = _bwd(r, w, k, v, a, b, (states, ubuf), (offsets, ctx.n_chunks, chunk_index),
-                                           do.contiguous(), dht, ctx.has_h0, cu_seqlens, ctx.cfg)
+        (dr, dw, dk, dv, da, db, dh0), _ = _checked(ctx.cfg, r, lambda cfg, flag: _bwd(
+            r, w, k, v, a, b, (states, ubuf), (offsets, ctx.n_chunks, chunk_index), do.contiguous(), dht,
+            ctx.has_h0, cu_seqlens, cfg, flag), "backward")
         return dr, dw, dk, dv, da, db, dh0, None, None, None
 
 

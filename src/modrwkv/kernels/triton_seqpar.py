@@ -197,8 +197,9 @@ def _pass_b(maps, h0, ht, s32, states, cu_seqlens, offsets, N, T, cfg):
     )
 
 
-def _pass_c(r, w, k, v, a, b, o, s32, states, ubuf, cu_seqlens, offsets, n_chunks, chunk_index, cfg):
-    """o (and u, and the chunk-start states in the saved dtype) of every chunk from its fp32 start state."""
+def _pass_c(r, w, k, v, a, b, o, s32, states, ubuf, cu_seqlens, offsets, n_chunks, chunk_index, cfg, flag=None):
+    """o (and u, and the chunk-start states in the saved dtype) of every chunk from its fp32 start state.
+    ``flag``: triton_chunk's overflow flag for fp16 products (None: no check)."""
     _, T, H, K = r.shape
     V = v.shape[-1]
     BV = min(V, cfg["BV_SEQPAR_C"])
@@ -206,16 +207,18 @@ def _pass_c(r, w, k, v, a, b, o, s32, states, ubuf, cu_seqlens, offsets, n_chunk
     if n_chunks > 0:
         LAST_KERNELS["seqpar_c"] = _wkv7_fwd_kernel[(n_chunks * H, V // BV)](
             r, w, k, v, a, b, o, None, None, states if copy else None, ubuf, cu_seqlens, offsets, T, s32, chunk_index,
-            H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
+            flag, H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
             USE_H0=False, STORE_HT=False, SAVE_STATES=copy, IS_VARLEN=cu_seqlens is not None,
             INV_PREC=cfg["INV_PREC"], STORE_U=ubuf is not None, ONE_CHUNK=True, DOT=_dot(cfg, r),
+            DOTS=_dot(cfg, r, "DOT_STATE"), CHECK=flag is not None,
             num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
         )
 
 
-def seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cfg):
+def seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cfg, flag=None):
     """The sequence-parallel forward into the buffers allocated by triton_chunk._fwd: o [B, T, H, V]; ht [N, H, K, V]
-    fp32 or None; states [NS, H, K, V] and ubuf [B, T, H, V] fp32 (both or neither, for the backward)."""
+    fp32 or None; states [NS, H, K, V] and ubuf [B, T, H, V] (both or neither, for the backward); ``flag`` as in
+    _pass_c."""
     cfg = {**SEQPAR_CONFIG, **cfg}
     B, T, H, K = r.shape
     V = v.shape[-1]
@@ -229,4 +232,4 @@ def seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cf
     maps = _pass_a(w, k, v, a, b, cu_seqlens, n_chunks, chunk_index, cfg)
     _pass_b(maps, h0, ht, s32, states, cu_seqlens, offsets, N, T, cfg)
     del maps
-    _pass_c(r, w, k, v, a, b, o, s32, states, ubuf, cu_seqlens, offsets, n_chunks, chunk_index, cfg)
+    _pass_c(r, w, k, v, a, b, o, s32, states, ubuf, cu_seqlens, offsets, n_chunks, chunk_index, cfg, flag)
