@@ -198,9 +198,12 @@ def _time_ours_decode(N, H=32):
 
 
 SWEEP = [  # earlier sweeps (WARPS, STAGES, BV, STATE_DTYPE, BT): bench/NOTES_wkv7.md
-    {},
-    {"DOT": "bf16"},  # bf16 operands: over the 5e-3 error bound on the CPU (about 1e-2); timed to know the gain
-    {"DOT": "bf16", "WARPS_GRAD": 4},
+    {"DOT": "tf32", "DOT_STATE": "tf32"},  # the kernels before fp16 products
+    {},  # the default: DOT "auto" = fp16 intra-chunk products, tf32 state products
+    {"WARPS_GRAD": 4},
+    {"DOT_STATE": "bf16"},
+    {"DOT_STATE": "bf16", "WARPS_GRAD": 4},
+    {"DOT": "bf16", "DOT_STATE": "bf16", "WARPS_GRAD": 4},  # over the 5e-3 error bound: the speed it would give
 ]
 
 
