@@ -44,7 +44,6 @@ lower, so N^16 = 0) in full fp32 ("ieee") dots; the other products use tf32 tens
 
 from __future__ import annotations
 
-import logging
 import os
 
 import torch
@@ -62,11 +61,17 @@ import triton.language as tl
 # DOT / DOT_STATE: operand precision of the tensor-core products (accumulation is always fp32, the triangular
 # inverse always fp32 "ieee"). DOT covers the intra-chunk products (the [BT, BT] matrices and everything multiplied
 # by them), DOT_STATE the products with the [K, V] state or its gradient. "tf32" (fp32 operands, 11-bit
-# significand), "fp16" (DOT only: the same significand as tf32 at half the shared-memory bytes, made range-safe by
-# the mid-chunk decay reference and a power-of-two scale of the output gradient, see _grad_scale), "bf16" (8-bit
-# significand: measured over the 5e-3 error bound when used for DOT), "auto": see _dot. The u and dX buffers the
-# backward reads take DOT's dtype.
-CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 8,
+# significand), "fp16" (DOT only: the same significand at half the shared-memory bytes; see "fp16 products"
+# below), "bf16" (8-bit significand, fp32's range; over the 5e-3 error bound when used for DOT), "auto": _AUTO_DOT
+# for 16-bit inputs, tf32 for fp32 inputs. Measured choices: bench/NOTES_wkv7.md.
+#
+# fp16 products. Kept in range by (1) the mid-chunk decay reference (_chunk_prep: decay factors within 128x of the
+# inputs), (2) scaling dO so that max |dO| = 2^-4 (bf16 gradients are often far below fp16's normal range, 6e-5;
+# the kernels compute the scale from max |dO| on the device and undo it on store) and (3) a check without host
+# sync: each fp16 launch sets a flag on any non-finite result, and a tf32 launch of the same kernel follows that
+# exits at once unless the flag is set, in which case it recomputes everything that launch wrote. So a model whose
+# values pass 65504 gets tf32 results, never inf; overflow_fallbacks() counts how often that happened.
+CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 4,
           "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "off", "DOT": "auto", "DOT_STATE": "auto"}
 LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
@@ -78,7 +83,7 @@ def _interpret() -> bool:
 _SM_COUNT: dict = {}
 
 
-_AUTO_DOT = {"DOT": "fp16", "DOT_STATE": "tf32"}  # for bf16/fp16 inputs; fp32 inputs always get tf32
+_AUTO_DOT = {"DOT": "fp16", "DOT_STATE": "bf16"}  # for bf16/fp16 inputs; fp32 inputs always get tf32
 
 
 def _dot(cfg: dict, x: torch.Tensor, key: str = "DOT") -> str:
@@ -94,23 +99,37 @@ def _dot(cfg: dict, x: torch.Tensor, key: str = "DOT") -> str:
 
 
 def _ux_dtype(cfg: dict, x: torch.Tensor) -> torch.dtype:
-    """dtype of the u / dX buffers: that of DOT's operands (the backward only multiplies them), fp32 for tf32."""
-    return {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[_dot(cfg, x).split("_")[0]]
+    """dtype of the u / dX buffers: bf16 with bf16 products (they only enter products), else fp32 (fp16 could not
+    hold a u or dX beyond 65504 for the tf32 fallback)."""
+    return torch.bfloat16 if _dot(cfg, x).startswith("bf16") else torch.float32
 
 
-# The output gradient dO (and the final-state gradient with it) is scaled by a power of two so that max |dO| is in
-# (2^-5, 2^-4] before any fp16 product: bf16 gradients are often far below fp16's normal range (6e-5), and 16x
-# headroom keeps the values the backward derives from them (dX, the intra-chunk dA) below its top (65504). Exact:
-# every gradient the kernels return is linear in (dO, dS_T), and they are unscaled on store. A final-state gradient
-# far larger than dO can still overflow; the kernels' check then recomputes the backward with tf32 (_checked).
-GRAD_SCALE_TOP = -4
+_COUNTERS: dict = {}  # device -> int32 [2]: tf32 fallbacks of fp16 launches (forward, backward)
 
 
-def _grad_scale(do: torch.Tensor) -> torch.Tensor:
-    """[2] fp32 (scale, 1 / scale) on the device, no host sync; (1, 1) when dO is all zero."""
-    m = do.abs().amax().float()
-    e = torch.where(m > 0, torch.ceil(torch.log2(m.clamp_min(1e-38))) - GRAD_SCALE_TOP, torch.zeros_like(m))
-    return torch.stack([torch.exp2(-e), torch.exp2(e)])
+def _counter(device: torch.device) -> torch.Tensor:
+    if device not in _COUNTERS:
+        _COUNTERS[device] = torch.zeros(2, dtype=torch.int32, device=device)
+    return _COUNTERS[device]
+
+
+def overflow_fallbacks() -> dict:
+    """How many forward and backward calls had an fp16 product overflow and were recomputed with tf32, summed over
+    devices ({} before any launch; reads device counters, a host sync: for logging, not for every step)."""
+    if not _COUNTERS:
+        return {}
+    total = [0, 0]
+    for c in _COUNTERS.values():
+        f, b = c.tolist()
+        total = [total[0] + f, total[1] + b]
+    return {"forward": total[0], "backward": total[1]}
+
+
+def _fp16_check(cfg: dict, x: torch.Tensor):
+    """(flag, cfg of the tf32 fallback) for a launch with fp16 products, else (None, None)."""
+    if not _dot(cfg, x).startswith("fp16"):
+        return None, None
+    return torch.zeros(1, dtype=torch.int32, device=x.device), dict(cfg, DOT="tf32", DOT_STATE="tf32")
 
 
 def _pick_bv(bv_max: int, V: int, n_heads: int, device: torch.device) -> int:
@@ -166,6 +185,23 @@ def _mm(x, y, DOT: tl.constexpr):
 
 
 @triton.jit
+def _gate(flag, counter, first):
+    """The tf32 fallback launch (GATE): True if the fp16 launch before it flagged nothing, i.e. this program has
+    nothing to do; otherwise the first program counts the fallback in counter[0]."""
+    flagged = tl.load(flag) != 0
+    tl.atomic_add(counter, 1, mask=flagged & first)
+    return not flagged
+
+
+@triton.jit
+def _grad_scale(gmax):
+    """(scale, 1 / scale) for dO from max |dO| (gmax[0]): scaled, max |dO| is 2^-4 (see GRAD_SCALE_TOP)."""
+    m = tl.load(gmax)
+    gsc = tl.where(m > 0, 0.0625 / m, 1.0)
+    return gsc, 1.0 / gsc
+
+
+@triton.jit
 def _flag_nonfinite(flag, x):
     """Sets flag[0] = 1 when the tile x holds an inf or a NaN (an fp16 operand overflowed upstream)."""
     total = tl.sum(tl.sum(x, axis=1), axis=0)
@@ -211,11 +247,11 @@ def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr, DOT: tl.
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_fwd_kernel(
-    r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, state_offsets, T, s_in, chunk_index, flag,
+    r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, state_offsets, T, s_in, chunk_index, flag, counter,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE_STATES: tl.constexpr, IS_VARLEN: tl.constexpr,
     INV_PREC: tl.constexpr, STORE_U: tl.constexpr, ONE_CHUNK: tl.constexpr, DOT: tl.constexpr, DOTS: tl.constexpr,
-    CHECK: tl.constexpr,
+    CHECK: tl.constexpr, GATE: tl.constexpr,
 ):
     """Grid (N * H, V // BV). Walks the chunks of one (sequence, head) in order with S [K, BV] in registers.
 
@@ -223,8 +259,12 @@ def _wkv7_fwd_kernel(
     from its fp32 start state in ``s_in`` ([NS, H, K, V], written by the state pass); SAVE_STATES then copies that
     start state into ``states`` and nothing is written after the chunk. With ONE_CHUNK off (s_in, chunk_index
     unused, STORE_U = SAVE_STATES) this is the sequential kernel, unchanged.
-    CHECK (fp16 products): flag[0] = 1 if any output or the state went non-finite (the caller recomputes in tf32)."""
+    CHECK (fp16 products): flag[0] = 1 if any output or the state went non-finite; GATE: the tf32 fallback launched
+    after it, which exits at once unless flag[0] is set (no host sync either way, see _fwd)."""
     i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
+    if GATE:
+        if _gate(flag, counter, (i_nh == 0) & (i_v == 0)):
+            return
     i_n, i_h = i_nh // H, i_nh % H
     t_lo = 0
     if ONE_CHUNK:  # SEQPAR: program_id(0) = chunk * H + head
@@ -288,16 +328,19 @@ def _wkv7_fwd_kernel(
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_bwd_dstate_kernel(
-    r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, state_offsets, T, gscale, flag,
+    r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, state_offsets, T, gmax, flag, counter,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr, INV_PREC: tl.constexpr,
-    DOT: tl.constexpr, DOTS: tl.constexpr, GSCALE: tl.constexpr, CHECK: tl.constexpr,
+    DOT: tl.constexpr, DOTS: tl.constexpr, GSCALE: tl.constexpr, CHECK: tl.constexpr, GATE: tl.constexpr,
 ):
     """Grid (N * H, V // BV). The reverse pass: carries dS [K, BV] (gradient of a chunk's end state) backwards,
     stores it for every chunk, and writes dv, which needs no forward state. Nothing here depends on S.
-    With GSCALE, dO and dS_T are multiplied by gscale[0] on load (dS and dX are stored scaled, for the gradient
-    kernel) and dv, dh0 by gscale[1] on store. CHECK: flag[0] = 1 if dS or dv went non-finite."""
+    With GSCALE, dO and dS_T are scaled on load (_grad_scale of gmax = max |dO|; dS and dX are stored scaled, for
+    the gradient kernel) and dv, dh0 unscaled on store. CHECK / GATE as in the forward kernel."""
     i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
+    if GATE:
+        if _gate(flag, counter, (i_nh == 0) & (i_v == 0)):
+            return
     i_n, i_h = i_nh // H, i_nh % H
     if IS_VARLEN:
         bos = tl.load(cu_seqlens + i_n).to(tl.int64)
@@ -314,8 +357,7 @@ def _wkv7_bwd_dstate_kernel(
 
     gsc, ginv = 1.0, 1.0
     if GSCALE:
-        gsc = tl.load(gscale)
-        ginv = tl.load(gscale + 1)
+        gsc, ginv = _grad_scale(gmax)
     dS = tl.zeros([K, BV], dtype=tl.float32)
     if USE_DHT:
         dS += tl.load(dht + i_nh.to(tl.int64) * K * V + s_ptrs) * gsc
@@ -351,16 +393,20 @@ def _wkv7_bwd_dstate_kernel(
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_bwd_grad_kernel(
     r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, state_offsets, chunk_index, T,
-    gscale, flag,
+    gmax, flag, counter,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
     INV_PREC: tl.constexpr, DOT: tl.constexpr, DOTS: tl.constexpr, GSCALE: tl.constexpr, CHECK: tl.constexpr,
+    GATE: tl.constexpr,
 ):
     """Grid (chunks, H): fully parallel. From the chunk's start state S, end-state gradient dS', u and dX (all
     stored by the sequential kernels) writes dr, dw, dk, da, db of the chunk (formulas in the module docstring).
-    With GSCALE, dS' and dX arrive scaled by gscale[0], dO is scaled on load and the results by gscale[1].
+    With GSCALE, dS' and dX arrive scaled, dO is scaled on load and the results unscaled on store (_grad_scale).
     CHECK: flag[0] = 1 if a result went non-finite (dw sums all four factor gradients: an inf or NaN in any reaches
-    it, inf * 0 included)."""
+    it, inf * 0 included); GATE as in the forward kernel."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
+    if GATE:  # (the dS pass's fallback counted it)
+        if tl.load(flag) == 0:
+            return
     if IS_VARLEN:
         i_n = tl.load(chunk_index + 2 * i_c)
         i_t = tl.load(chunk_index + 2 * i_c + 1)
@@ -389,8 +435,7 @@ def _wkv7_bwd_grad_kernel(
     vv = tl.load(v + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
     gsc, ginv = 1.0, 1.0
     if GSCALE:
-        gsc = tl.load(gscale)
-        ginv = tl.load(gscale + 1)
+        gsc, ginv = _grad_scale(gmax)
     dO = tl.load(do + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32) * gsc  # [BT, V]
     strict = o_t[:, None] > o_t[None, :]
     incl = o_t[:, None] >= o_t[None, :]
@@ -448,11 +493,12 @@ def _layout(cu_seqlens: torch.Tensor | None, B: int, T: int, bt: int):
     return offsets, int(per_seq.sum()), n_chunks, chunk_index
 
 
-def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, flag=None):
-    """Forward launch. With ``save`` also returns what the backward reads: (chunk-start states [NS, H, K, V],
-    u [B, T, H, V] in _ux_dtype). Returns (o, final state or None, saved or None, layout). ``flag``: an int32 [1]
-    zero tensor the kernel sets to 1 on a non-finite result (None: no check)."""
+def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
+    """Forward launch(es). With ``save`` also returns what the backward reads: (chunk-start states [NS, H, K, V],
+    u [B, T, H, V] in _ux_dtype). Returns (o, final state or None, saved or None, layout). With fp16 products the
+    launch is followed by its gated tf32 fallback (CONFIG comment), always the sequential kernel."""
     cfg = cfg or CONFIG
+    flag, cfg32 = _fp16_check(cfg, r)
     B, T, H, K = r.shape
     V = v.shape[-1]
     bt = cfg["BT"]
@@ -466,32 +512,32 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, f
     states = r.new_empty(ns, H, K, V, dtype=state_dtype) if save else None
     ubuf = torch.empty_like(v, dtype=_ux_dtype(cfg, r)) if save else None
     layout = (offsets, n_chunks, chunk_index)
-    if cfg.get("SEQPAR", "off") != "off":  # SEQPAR: sequence-parallel forward (triton_seqpar.py), same outputs
-        from .triton_seqpar import seqpar_fwd, use_seqpar
-
-        if use_seqpar(cfg, N, H, B * T, r.device):
-            seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cfg, flag)
-            return o, ht, ((states, ubuf) if save else None), layout
     BV = _pick_bv(cfg["BV_FWD"], V, N * H, r.device)
-    LAST_KERNELS["fwd"] = _wkv7_fwd_kernel[(N * H, V // BV)](
-        r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, offsets, T, None, None, flag,
-        H=H, K=K, V=V, BT=bt, BV=BV,
-        USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save, IS_VARLEN=cu_seqlens is not None,
-        INV_PREC=cfg["INV_PREC"], STORE_U=save, ONE_CHUNK=False, DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"),
-        CHECK=flag is not None,
-        num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
-    )
+
+    def launch(c, gate):
+        LAST_KERNELS["fwd_fallback" if gate else "fwd"] = _wkv7_fwd_kernel[(N * H, V // BV)](
+            r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, offsets, T, None, None, flag, _counter(r.device),
+            H=H, K=K, V=V, BT=bt, BV=BV,
+            USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save, IS_VARLEN=cu_seqlens is not None,
+            INV_PREC=c["INV_PREC"], STORE_U=save, ONE_CHUNK=False, DOT=_dot(c, r), DOTS=_dot(c, r, "DOT_STATE"),
+            CHECK=flag is not None and not gate, GATE=gate, num_warps=c["WARPS_FWD"], num_stages=c["STAGES"],
+        )
+
+    from .triton_seqpar import seqpar_fwd, use_seqpar
+
+    if cfg.get("SEQPAR", "off") != "off" and use_seqpar(cfg, N, H, B * T, r.device):
+        seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cfg, flag)  # same outputs
+    else:
+        launch(cfg, gate=False)
+    if flag is not None:
+        launch(cfg32, gate=True)
     return o, ht, ((states, ubuf) if save else None), layout
 
 
-def _gscale_for(cfg: dict, r: torch.Tensor, do: torch.Tensor) -> torch.Tensor | None:
-    """The output-gradient scale both backward kernels must share: only fp16 products need one."""
-    return _grad_scale(do) if _dot(cfg, r).startswith("fp16") else None
-
-
-def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtype, cfg, gscale=None, flag=None):
-    """The reverse pass: ((dstates [NS, H, K, V], dX [B, T, H, V]), dv, dh0 or None). ``gscale``: _gscale_for;
-    ``flag`` as in _fwd."""
+def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtype, cfg, gmax=None, flag=None,
+                gate=False):
+    """The reverse pass: ((dstates [NS, H, K, V], dX [B, T, H, V]), dv, dh0 or None). ``gmax``: max |dO| (fp32 [1])
+    for fp16 products; ``flag``: their check; ``gate``: the tf32 fallback."""
     B, T, H, K = r.shape
     V = do.shape[-1]
     offsets, n_chunks, chunk_index = layout
@@ -500,71 +546,62 @@ def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtyp
     dh0 = r.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
     dstates = r.new_empty(n_chunks + N, H, K, V, dtype=state_dtype)
     dxbuf = torch.empty_like(do, dtype=_ux_dtype(cfg, r))
+    return _bwd_dstate_into(r, w, k, a, b, layout, do, dht, cu_seqlens, cfg, (dstates, dxbuf), dv, dh0, gmax, flag,
+                            gate)
+
+
+def _bwd_dstate_into(r, w, k, a, b, layout, do, dht, cu_seqlens, cfg, dsaved, dv, dh0, gmax, flag, gate):
+    """_bwd_dstate into given buffers (the fallback rewrites those of the fp16 launch)."""
+    B, T, H, K = r.shape
+    V = do.shape[-1]
+    offsets, n_chunks, chunk_index = layout
+    N = B if cu_seqlens is None else cu_seqlens.numel() - 1
+    dstates, dxbuf = dsaved
     BV = _pick_bv(cfg["BV_DS"], V, N * H, r.device)
-    LAST_KERNELS["bwd_dstate"] = _wkv7_bwd_dstate_kernel[(N * H, V // BV)](
-        r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, offsets, T, gscale, flag,
+    LAST_KERNELS["bwd_dstate_fallback" if gate else "bwd_dstate"] = _wkv7_bwd_dstate_kernel[(N * H, V // BV)](
+        r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, offsets, T, gmax, flag, _counter(r.device)[1:],
         H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
-        USE_DHT=dht is not None, STORE_DH0=need_dh0, IS_VARLEN=cu_seqlens is not None,
-        INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gscale is not None,
-        CHECK=flag is not None, num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
+        USE_DHT=dht is not None, STORE_DH0=dh0 is not None, IS_VARLEN=cu_seqlens is not None,
+        INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gmax is not None,
+        CHECK=flag is not None and not gate, GATE=gate, num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
     )
     return (dstates, dxbuf), dv, dh0
 
 
-def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gscale=None, flag=None):
-    """The chunk-parallel gradients: (dr, dw, dk, da, db). ``gscale``: the one _bwd_dstate had; ``flag`` as in
-    _fwd."""
+def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gmax=None, flag=None, grads=None,
+              gate=False):
+    """The chunk-parallel gradients: (dr, dw, dk, da, db), into ``grads`` when given. ``gmax`` / ``flag`` / ``gate``
+    as in _bwd_dstate (the same gmax: dS' and dX arrive scaled by it)."""
     B, T, H, K = r.shape
     V = v.shape[-1]
     offsets, n_chunks, chunk_index = layout
     (states, ubuf), (dstates, dxbuf) = saved, dsaved
-    dr, dw, dk, da, db = (torch.empty_like(x) for x in (r, w, k, a, b))
+    dr, dw, dk, da, db = grads if grads is not None else (torch.empty_like(x) for x in (r, w, k, a, b))
     if n_chunks > 0:
-        LAST_KERNELS["bwd_grad"] = _wkv7_bwd_grad_kernel[(n_chunks, H)](
+        LAST_KERNELS["bwd_grad_fallback" if gate else "bwd_grad"] = _wkv7_bwd_grad_kernel[(n_chunks, H)](
             r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, offsets,
-            chunk_index, T, gscale, flag,
+            chunk_index, T, gmax, flag, _counter(r.device)[1:],
             H=H, K=K, V=V, BT=cfg["BT"], IS_VARLEN=cu_seqlens is not None,
-            INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gscale is not None,
-            CHECK=flag is not None, num_warps=cfg["WARPS_GRAD"],
+            INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gmax is not None,
+            CHECK=flag is not None and not gate, GATE=gate, num_warps=cfg["WARPS_GRAD"],
         )
     return dr, dw, dk, da, db
 
 
-def _bwd(r, w, k, v, a, b, saved, layout, do, dht, need_dh0, cu_seqlens, cfg=None, flag=None):
-    """Both backward kernels: (dr, dw, dk, dv, da, db, dh0 or None)."""
+def _bwd(r, w, k, v, a, b, saved, layout, do, dht, need_dh0, cu_seqlens, cfg=None):
+    """Both backward kernels: (dr, dw, dk, dv, da, db, dh0 or None); with fp16 products both are followed by their
+    gated tf32 fallbacks, which rewrite every output if either fp16 launch flagged a non-finite value."""
     cfg = cfg or CONFIG
-    gscale = _gscale_for(cfg, r, do)
-    dsaved, dv, dh0 = _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, saved[0].dtype, cfg, gscale,
+    flag, cfg32 = _fp16_check(cfg, r)
+    gmax = torch.linalg.vector_norm(do, float("inf"), dtype=torch.float32).reshape(1) if flag is not None else None
+    dsaved, dv, dh0 = _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, saved[0].dtype, cfg, gmax,
                                   flag)
-    dr, dw, dk, da, db = _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gscale, flag)
+    grads = _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gmax, flag)
+    if flag is not None:  # the counter is bumped once per fallback: by the dS pass's first program
+        _bwd_dstate_into(r, w, k, a, b, layout, do, dht, cu_seqlens, cfg32, dsaved, dv, dh0, None, flag, True)
+        _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg32, None, flag, grads, gate=True)
+    dr, dw, dk, da, db = grads
     return dr, dw, dk, dv, da, db, dh0
-
-
-# How often fp16 products overflowed and the call was recomputed with tf32 (logged the first time).
-OVERFLOW_FALLBACKS = {"forward": 0, "backward": 0}
-
-
-def _checked(cfg: dict, r: torch.Tensor, run, where: str):
-    """Runs ``run(cfg, flag)``; with fp16 products, checks the kernels' non-finite flag (one host sync) and on an
-    overflow runs again with tf32 products. Returns (result, the cfg that produced it). fp16 products are not used
-    while a CUDA graph is captured (no sync is possible there)."""
-    if not _dot(cfg, r).startswith("fp16"):
-        return run(cfg, None), cfg
-    if r.is_cuda and torch.cuda.is_current_stream_capturing():
-        cfg = dict(cfg, DOT="tf32")
-        return run(cfg, None), cfg
-    flag = torch.zeros(1, dtype=torch.int32, device=r.device)
-    result = run(cfg, flag)
-    if not flag.item():
-        return result, cfg
-    OVERFLOW_FALLBACKS[where] += 1
-    if OVERFLOW_FALLBACKS[where] == 1:
-        logging.getLogger(__name__).warning(
-            "WKV-7 %s: an fp16 product overflowed (values beyond 65504) or the inputs are not finite; recomputed "
-            "with tf32 products (counted in triton_chunk.OVERFLOW_FALLBACKS; set CONFIG['DOT'] = 'tf32' to skip "
-            "the fp16 attempt)", where)
-    cfg = dict(cfg, DOT="tf32")
-    return run(cfg, None), cfg
 
 
 class WKV7TritonFunction(torch.autograd.Function):
@@ -574,8 +611,8 @@ class WKV7TritonFunction(torch.autograd.Function):
     def forward(ctx, r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save):
         # ``save`` is decided by the caller: ctx.needs_input_grad stays True under torch.no_grad(), and saving the
         # states for a backward that never comes costs ~7% of the forward
-        (o, ht, saved, layout), cfg = _checked(dict(CONFIG), r, lambda cfg, flag: _fwd(
-            r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save, cfg, flag), "forward")
+        cfg = dict(CONFIG)
+        o, ht, saved, layout = _fwd(r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save, cfg)
         if save:
             offsets, n_chunks, chunk_index = layout
             ctx.save_for_backward(r, w, k, v, a, b, *saved, offsets, chunk_index, cu_seqlens)
@@ -588,9 +625,8 @@ class WKV7TritonFunction(torch.autograd.Function):
     def backward(ctx, do, dht):
         r, w, k, v, a, b, states, ubuf, offsets, chunk_index, cu_seqlens = ctx.saved_tensors
         dht = dht.contiguous().float() if dht is not None else None
-        (dr, dw, dk, dv, da, db, dh0), _ = _checked(ctx.cfg, r, lambda cfg, flag: _bwd(
-            r, w, k, v, a, b, (states, ubuf), (offsets, ctx.n_chunks, chunk_index), do.contiguous(), dht,
-            ctx.has_h0, cu_seqlens, cfg, flag), "backward")
+        dr, dw, dk, dv, da, db, dh0 = _bwd(r, w, k, v, a, b, (states, ubuf), (offsets, ctx.n_chunks, chunk_index),
+                                           do.contiguous(), dht, ctx.has_h0, cu_seqlens, ctx.cfg)
         return dr, dw, dk, dv, da, db, dh0, None, None, None
 
 

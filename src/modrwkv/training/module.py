@@ -102,6 +102,16 @@ class ModRWKVModule(L.LightningModule):
 
     def on_validation_epoch_end(self):
         self._log_metrics(self.val_metrics)
+        self._log_wkv7_fallbacks()
+
+    def _log_wkv7_fallbacks(self):
+        """wkv7/fp16_fallbacks_{forward,backward}: how many WKV-7 kernel calls so far on this rank had an fp16
+        product overflow and were recomputed with tf32 (kernels/triton_chunk.py); nothing before a CUDA launch."""
+        from ..kernels.triton_chunk import overflow_fallbacks
+
+        counts = overflow_fallbacks()
+        if counts:
+            self.log_dict({f"wkv7/fp16_fallbacks_{k}": float(v) for k, v in counts.items()}, rank_zero_only=True)
 
     def on_test_epoch_end(self):
         self._log_metrics(self.test_metrics)
