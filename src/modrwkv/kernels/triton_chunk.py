@@ -202,6 +202,15 @@ def _grad_scale(gmax):
 
 
 @triton.jit
+def _any_nonfinite_kernel(x, flag, n, BLOCK: tl.constexpr):
+    """Grid (cdiv(n, BLOCK),): flag[0] = 1 if x (flat, n elements) holds an inf or a NaN."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    xv = tl.load(x + offs, mask=offs < n, other=0).to(tl.float32)
+    bad = tl.sum((~(tl.abs(xv) < float("inf"))).to(tl.int32), axis=0)
+    tl.store(flag, 1, mask=bad > 0)
+
+
+@triton.jit
 def _flag_nonfinite(flag, x):
     """Sets flag[0] = 1 when the tile x holds an inf or a NaN (an fp16 operand overflowed upstream)."""
     total = tl.sum(tl.sum(x, axis=1), axis=0)
@@ -259,8 +268,8 @@ def _wkv7_fwd_kernel(
     from its fp32 start state in ``s_in`` ([NS, H, K, V], written by the state pass); SAVE_STATES then copies that
     start state into ``states`` and nothing is written after the chunk. With ONE_CHUNK off (s_in, chunk_index
     unused, STORE_U = SAVE_STATES) this is the sequential kernel, unchanged.
-    CHECK (fp16 products): flag[0] = 1 if any output or the state went non-finite; GATE: the tf32 fallback launched
-    after it, which exits at once unless flag[0] is set (no host sync either way, see _fwd)."""
+    CHECK (fp16 products): flag[0] = 1 if the state went non-finite; GATE: the tf32 fallback launched after it,
+    which exits at once unless flag[0] is set (no host sync either way, see _fwd)."""
     i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
     if GATE:
         if _gate(flag, counter, (i_nh == 0) & (i_v == 0)):
@@ -293,7 +302,6 @@ def _wkv7_fwd_kernel(
         NT = t_lo + 1
     elif USE_H0:
         S += tl.load(h0 + i_nh.to(tl.int64) * K * V + s_ptrs)
-    out_sum = tl.zeros([BT, BV], dtype=tl.float32)  # CHECK: any inf/NaN output stays inf/NaN in the sum
     for i_t in range(t_lo, NT):
         if SAVE_STATES:
             tl.store(states + ((s_off + i_t) * H + i_h) * K * V + s_ptrs, S.to(states.dtype.element_ty))
@@ -313,12 +321,9 @@ def _wkv7_fwd_kernel(
             tl.store(ubuf + vbase + v_offs, u.to(ubuf.dtype.element_ty), mask=m_t[:, None])
         out = _mm(r_s * egm[None, :], S, DOTS) + _mm(A_rb, u, DOT) + _mm(A_rk, vv, DOT)
         tl.store(o + vbase + v_offs, out.to(o.dtype.element_ty), mask=m_t[:, None])
-        if CHECK:
-            out_sum += out
         S = S * tl.exp(g_last)[:, None] + _mm(tl.trans(b_e), u, DOTS) + _mm(tl.trans(k_e), vv, DOTS)
-    if CHECK:
+    if CHECK:  # o is checked after the launch (_any_nonfinite_kernel): an accumulator here costs registers
         _flag_nonfinite(flag, S)
-        _flag_nonfinite(flag, out_sum)
     if not ONE_CHUNK:  # SEQPAR: the state pass writes the final states
         if SAVE_STATES:
             tl.store(states + ((s_off + NT) * H + i_h) * K * V + s_ptrs, S.to(states.dtype.element_ty))
@@ -336,7 +341,9 @@ def _wkv7_bwd_dstate_kernel(
     """Grid (N * H, V // BV). The reverse pass: carries dS [K, BV] (gradient of a chunk's end state) backwards,
     stores it for every chunk, and writes dv, which needs no forward state. Nothing here depends on S.
     With GSCALE, dO and dS_T are scaled on load (_grad_scale of gmax = max |dO|; dS and dX are stored scaled, for
-    the gradient kernel) and dv, dh0 unscaled on store. CHECK / GATE as in the forward kernel."""
+    the gradient kernel) and dv, dh0 unscaled on store. CHECK / GATE as in the forward kernel. What could
+    overflow in dv alone (A_rk or A_ak as fp16 operands) overflows in the forward too, whose flag the backward's
+    starts from; dX beyond fp16 is caught by the gradient kernel."""
     i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
     if GATE:
         if _gate(flag, counter, (i_nh == 0) & (i_v == 0)):
@@ -361,7 +368,6 @@ def _wkv7_bwd_dstate_kernel(
     dS = tl.zeros([K, BV], dtype=tl.float32)
     if USE_DHT:
         dS += tl.load(dht + i_nh.to(tl.int64) * K * V + s_ptrs) * gsc
-    dv_sum = tl.zeros([BT, BV], dtype=tl.float32)
     for i_c in range(0, NT):
         i_t = NT - 1 - i_c
         tl.store(dstates + ((s_off + i_t) * H + i_h) * K * V + s_ptrs, dS.to(dstates.dtype.element_ty))
@@ -379,13 +385,10 @@ def _wkv7_bwd_dstate_kernel(
         tl.store(dxbuf + vbase + v_offs, dX.to(dxbuf.dtype.element_ty), mask=m_t[:, None])  # for the gradient kernel
         dvv = _mm(tl.trans(A_rk), dO, DOT) + _mm(tl.trans(A_ak), dX, DOT) + _mm(k_e, dS, DOTS)
         tl.store(dv + vbase + v_offs, (dvv * ginv).to(dv.dtype.element_ty), mask=m_t[:, None])
-        if CHECK:
-            dv_sum += dvv
         dS = dS * tl.exp(g_last)[:, None] + (_mm(tl.trans(r_s * egm[None, :]), dO, DOTS)
                                              + _mm(tl.trans(a_s * egm[None, :]), dX, DOTS))
     if CHECK:
         _flag_nonfinite(flag, dS)
-        _flag_nonfinite(flag, dv_sum)
     if STORE_DH0:
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + s_ptrs, dS * ginv)
 
@@ -493,12 +496,14 @@ def _layout(cu_seqlens: torch.Tensor | None, B: int, T: int, bt: int):
     return offsets, int(per_seq.sum()), n_chunks, chunk_index
 
 
-def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
+def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, flag=None):
     """Forward launch(es). With ``save`` also returns what the backward reads: (chunk-start states [NS, H, K, V],
     u [B, T, H, V] in _ux_dtype). Returns (o, final state or None, saved or None, layout). With fp16 products the
-    launch is followed by its gated tf32 fallback (CONFIG comment), always the sequential kernel."""
+    launch is followed by its gated tf32 fallback (CONFIG comment), always the sequential kernel. ``flag``: the
+    check's int32 [1] zero tensor (allocated here when None; the autograd function keeps it for the backward)."""
     cfg = cfg or CONFIG
-    flag, cfg32 = _fp16_check(cfg, r)
+    new_flag, cfg32 = _fp16_check(cfg, r)
+    flag = (flag if flag is not None else new_flag) if new_flag is not None else None
     B, T, H, K = r.shape
     V = v.shape[-1]
     bt = cfg["BT"]
@@ -530,6 +535,8 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None):
     else:
         launch(cfg, gate=False)
     if flag is not None:
+        if o.numel():
+            _any_nonfinite_kernel[(triton.cdiv(o.numel(), 4096),)](o, flag, o.numel(), BLOCK=4096, num_warps=4)
         launch(cfg32, gate=True)
     return o, ht, ((states, ubuf) if save else None), layout
 
@@ -588,11 +595,14 @@ def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gmax
     return dr, dw, dk, da, db
 
 
-def _bwd(r, w, k, v, a, b, saved, layout, do, dht, need_dh0, cu_seqlens, cfg=None):
+def _bwd(r, w, k, v, a, b, saved, layout, do, dht, need_dh0, cu_seqlens, cfg=None, fwd_flag=None):
     """Both backward kernels: (dr, dw, dk, dv, da, db, dh0 or None); with fp16 products both are followed by their
-    gated tf32 fallbacks, which rewrite every output if either fp16 launch flagged a non-finite value."""
+    gated tf32 fallbacks, which rewrite every output if either fp16 launch, or the forward (``fwd_flag``), flagged
+    a non-finite value."""
     cfg = cfg or CONFIG
     flag, cfg32 = _fp16_check(cfg, r)
+    if flag is not None and fwd_flag is not None:
+        flag = fwd_flag.clone()
     gmax = torch.linalg.vector_norm(do, float("inf"), dtype=torch.float32).reshape(1) if flag is not None else None
     dsaved, dv, dh0 = _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, saved[0].dtype, cfg, gmax,
                                   flag)
@@ -612,13 +622,15 @@ class WKV7TritonFunction(torch.autograd.Function):
         # ``save`` is decided by the caller: ctx.needs_input_grad stays True under torch.no_grad(), and saving the
         # states for a backward that never comes costs ~7% of the forward
         cfg = dict(CONFIG)
-        o, ht, saved, layout = _fwd(r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save, cfg)
+        flag, _ = _fp16_check(cfg, r)
+        o, ht, saved, layout = _fwd(r, w, k, v, a, b, initial_state, output_final_state, cu_seqlens, save, cfg, flag)
         if save:
             offsets, n_chunks, chunk_index = layout
             ctx.save_for_backward(r, w, k, v, a, b, *saved, offsets, chunk_index, cu_seqlens)
             ctx.n_chunks = n_chunks
             ctx.cfg = cfg
             ctx.has_h0 = initial_state is not None
+            ctx.fwd_flag = flag
         return o, ht
 
     @staticmethod
@@ -626,7 +638,7 @@ class WKV7TritonFunction(torch.autograd.Function):
         r, w, k, v, a, b, states, ubuf, offsets, chunk_index, cu_seqlens = ctx.saved_tensors
         dht = dht.contiguous().float() if dht is not None else None
         dr, dw, dk, dv, da, db, dh0 = _bwd(r, w, k, v, a, b, (states, ubuf), (offsets, ctx.n_chunks, chunk_index),
-                                           do.contiguous(), dht, ctx.has_h0, cu_seqlens, ctx.cfg)
+                                           do.contiguous(), dht, ctx.has_h0, cu_seqlens, ctx.cfg, ctx.fwd_flag)
         return dr, dw, dk, dv, da, db, dh0, None, None, None
 
 
