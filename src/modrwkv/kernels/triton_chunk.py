@@ -57,7 +57,8 @@ import triton.language as tl
 # bf16 for bf16/fp16 inputs (measured: worst relative gradient error 2.76e-3 vs 2.72e-3 with fp32, 0.55 ms less
 # fwd+bwd at B=8 T=4096 H=32) and fp32 for fp32 inputs. The recurrence itself always runs in fp32.
 # SEQPAR: "off" (default: the sequential forward), "on" (the sequence-parallel forward of triton_seqpar.py, same
-# outputs and saved tensors; not yet timed on a GPU) or "auto" (seqpar for few sequences x heads, long sequences).
+# outputs and saved tensors; on an H100 it only wins the forward of one long sequence, bench/RESULTS.md) or "auto"
+# (seqpar for few sequences x heads, long sequences).
 # DOT / DOT_STATE: operand precision of the tensor-core products (accumulation is always fp32, the triangular
 # inverse always fp32 "ieee"). DOT covers the intra-chunk products (the [BT, BT] matrices and everything multiplied
 # by them), DOT_STATE the products with the [K, V] state or its gradient. "tf32" (fp32 operands, 11-bit
