@@ -531,7 +531,7 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, f
 
     from .triton_seqpar import seqpar_fwd, use_seqpar
 
-    if cfg.get("SEQPAR", "off") != "off" and use_seqpar(cfg, N, H, B * T, r.device):
+    if cfg.get("SEQPAR", "off") != "off" and use_seqpar(cfg, N, H, B * T, r.device, training=save):
         seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cfg, flag)  # same outputs
     else:
         launch(cfg, gate=False)

@@ -44,26 +44,33 @@ from .triton_chunk import LAST_KERNELS, _dot, _interpret, _tri_inverse, _wkv7_fw
 # --config reaches them). BV_SEQPAR: V-block of the state pass; BV_SEQPAR_C: V-block of the output pass.
 SEQPAR_CONFIG = {"BV_SEQPAR": 16, "BV_SEQPAR_C": 64, "WARPS_SEQPAR_A": 4, "WARPS_SEQPAR_B": 4,
                  "STAGES_SEQPAR_B": 3, "SEQPAR_PREC": "tf32"}
-AUTO_MAX_SEQ_HEADS_PER_SM = 1.0  # "auto": at most this many (sequence, head) pairs per multiprocessor ...
-AUTO_MIN_TOKENS = 4096  # ... and at least this many tokens per sequence on average
+# "auto", from the H100 timings (bench/RESULTS.md, third session): the sequence-parallel forward won only the
+# inference forward of B=1 T=32768 H=32 (6.33 vs 8.30 ms: 32 pairs on 132 multiprocessors); it lost at B=2 T=16384
+# (64 pairs) and, saving for the backward, lost fwd+bwd at every shape.
+AUTO_MAX_SEQ_HEADS_PER_SM = 0.25  # at most this many (sequence, head) pairs per multiprocessor ...
+AUTO_MIN_TOKENS = 32768  # ... at least this many tokens per sequence on average, and no backward to come
 
 
-def seqpar_wanted(mode: str, n_seq_heads: int, tokens_per_seq: float, n_sms: int) -> bool:
-    """The "SEQPAR" choice: "on", "off", or "auto" = few (sequence, head) pairs for the machine, long sequences."""
+def seqpar_wanted(mode: str, n_seq_heads: int, tokens_per_seq: float, n_sms: int, training: bool = False) -> bool:
+    """The "SEQPAR" choice: "on", "off", or "auto" = an inference forward of few (sequence, head) pairs for the
+    machine and long sequences (a long prompt's prefill)."""
     if mode not in ("off", "on", "auto"):
         raise ValueError(f'CONFIG["SEQPAR"] must be "off", "on" or "auto", got {mode!r}')
     if mode != "auto":
         return mode == "on"
-    return n_seq_heads <= AUTO_MAX_SEQ_HEADS_PER_SM * n_sms and tokens_per_seq >= AUTO_MIN_TOKENS
+    return (not training and n_seq_heads <= AUTO_MAX_SEQ_HEADS_PER_SM * n_sms
+            and tokens_per_seq >= AUTO_MIN_TOKENS)
 
 
-def use_seqpar(cfg: dict, n_seqs: int, n_heads: int, n_tokens: int, device: torch.device) -> bool:
-    """Whether the forward of these inputs takes the sequence-parallel path under ``cfg["SEQPAR"]``."""
+def use_seqpar(cfg: dict, n_seqs: int, n_heads: int, n_tokens: int, device: torch.device,
+               training: bool = False) -> bool:
+    """Whether the forward of these inputs takes the sequence-parallel path under ``cfg["SEQPAR"]`` (``training``:
+    it saves tensors for a backward)."""
     mode = cfg.get("SEQPAR", "off")
     if mode != "auto":
         return seqpar_wanted(mode, 0, 0, 0)
     n_sms = 132 if _interpret() else torch.cuda.get_device_properties(device).multi_processor_count
-    return seqpar_wanted(mode, n_seqs * n_heads, n_tokens / max(n_seqs, 1), n_sms)
+    return seqpar_wanted(mode, n_seqs * n_heads, n_tokens / max(n_seqs, 1), n_sms, training)
 
 
 @triton.jit
