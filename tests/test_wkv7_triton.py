@@ -101,9 +101,14 @@ def test_bf16_no_state():
     assert rel(o, ro) < 1e-2, f"seed {seed}"  # bf16 rounding of the output dominates
 
 
-def test_bf16_gradients_varlen():
+@pytest.mark.parametrize("dot", ["auto", "tf32"])
+def test_bf16_gradients_varlen(monkeypatch, dot):
     """bf16 inputs keep the saved chunk states in bf16 (STATE_DTYPE "auto"): values and gradients stay near bf16
-    rounding of the outputs."""
+    rounding of the outputs, with the default fp16/bf16 products ("auto") and with tf32 products."""
+    from modrwkv.kernels import triton_chunk as tc
+
+    monkeypatch.setitem(tc.CONFIG, "DOT", dot)
+    monkeypatch.setitem(tc.CONFIG, "DOT_STATE", dot)
     seed = int(torch.randint(0, 2**31 - 1, ()))
     lengths = [20, 33]
     cu = torch.tensor([0] + lengths).cumsum(0).to(DEVICE, torch.int32)
