@@ -604,7 +604,10 @@ def _bwd(r, w, k, v, a, b, saved, layout, do, dht, need_dh0, cu_seqlens, cfg=Non
     flag, cfg32 = _fp16_check(cfg, r)
     if flag is not None and fwd_flag is not None:
         flag = fwd_flag.clone()
-    gmax = torch.linalg.vector_norm(do, float("inf"), dtype=torch.float32).reshape(1) if flag is not None else None
+    gmax = None
+    if flag is not None:  # max |dO| (the inf-norm has no value for an empty tensor)
+        gmax = (torch.linalg.vector_norm(do, float("inf"), dtype=torch.float32).reshape(1) if do.numel()
+                else torch.zeros(1, device=do.device))
     dsaved, dv, dh0 = _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, saved[0].dtype, cfg, gmax,
                                   flag)
     grads = _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gmax, flag)
