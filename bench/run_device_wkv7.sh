@@ -12,7 +12,9 @@ fi
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  python3 -m pytest -q -m gpu -s tests/gpu/test_wkv7_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
+  # the GPU tests, and the CPU kernel tests, which run on CUDA when there is one (fp16 fallbacks, decode, fp32)
+  python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_wkv7_gpu.py tests/test_wkv7_triton.py 2>&1 \
+    | tee "$OUT/gpu_tests.log"
 fi
 python3 bench/wkv7.py ${BENCH_ARGS:-} --out "$OUT/wkv7.json" 2>&1 | tee "$OUT/bench.log"
 if [ "${PROFILE:-0}" = 1 ]; then
