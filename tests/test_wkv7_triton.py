@@ -134,8 +134,8 @@ def _fwd_bwd_errors(xs, do, dht=None, h0=None):
 
 
 def test_fp16_products_tiny_gradients(monkeypatch):
-    """bf16 inputs use fp16 intra-chunk products (CONFIG DOT "auto"); the output gradient is rescaled by a power of
-    two before them, so gradients far below fp16's range (1e-9 here) keep their precision."""
+    """bf16 inputs use fp16 intra-chunk products (CONFIG DOT "auto"); the output gradient is rescaled before them
+    (max |dO| = 2^-4), so gradients far below fp16's range (1e-9 here) keep their precision."""
     from modrwkv.kernels import triton_chunk as tc
 
     monkeypatch.setitem(tc.CONFIG, "DOT", "auto")

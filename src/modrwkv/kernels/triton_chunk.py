@@ -196,7 +196,8 @@ def _gate(flag, counter, first):
 
 @triton.jit
 def _grad_scale(gmax):
-    """(scale, 1 / scale) for dO from max |dO| (gmax[0]): scaled, max |dO| is 2^-4 (see GRAD_SCALE_TOP)."""
+    """(scale, 1 / scale) for dO from max |dO| (gmax[0]): scaled, max |dO| is 2^-4, which leaves 16x headroom below
+    fp16's top for the values the backward derives from dO (dX, the intra-chunk dA)."""
     m = tl.load(gmax)
     gsc = tl.where(m > 0, 0.0625 / m, 1.0)
     return gsc, 1.0 / gsc
