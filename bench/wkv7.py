@@ -204,6 +204,8 @@ SWEEP = [  # earlier sweeps (WARPS, STAGES, BV, STATE_DTYPE, BT): bench/NOTES_wk
     {"DOT_STATE": "bf16"},
     {"DOT_STATE": "bf16", "WARPS_GRAD": 4},
     {"DOT": "bf16", "DOT_STATE": "bf16", "WARPS_GRAD": 4},  # over the 5e-3 error bound: the speed it would give
+    {"_no_check": True},  # what the fp16 range safety costs: without the overflow check and fallback launches ...
+    {"_no_check": True, "_ux": "float16"},  # ... and with fp16 u / dX buffers (third session's call 3: 4.72 ms)
 ]
 
 
@@ -245,9 +247,10 @@ def sweep(log, configs):
     log("|---|---|---|---|---|---|---|---|")
     for over in configs:
         cfg = dict(tc.CONFIG)
-        cfg.update(over)
+        cfg.update({k: v for k, v in over.items() if not k.startswith("_")})
+        old = dict(tc.CONFIG)
         try:
-            old = dict(tc.CONFIG)
+            stack = _ablations(tc, over)
             tc.CONFIG.update(cfg)
             xin = [x.clone().requires_grad_() for x in xs] + [h0.clone().requires_grad_()]
             o, _ = wkv7_triton(*xin[:6], initial_state=xin[6])
@@ -261,9 +264,25 @@ def sweep(log, configs):
         except Exception as e:  # a config that fails to compile is reported, not fatal
             log(f"| {over} | FAILED {type(e).__name__}: {str(e)[:200]} |")
         finally:
+            stack.close()
             tc.CONFIG.clear()
             tc.CONFIG.update(old)
         torch.cuda.empty_cache()
+
+
+def _ablations(tc, over) -> contextlib.ExitStack:
+    """Bench-only switches of a sweep entry, for measuring what the fp16 range safety costs (they make the kernels
+    unsafe for values beyond fp16, so they are not library options): "_no_check" drops the overflow flags, the
+    gated tf32 launches and the dO scale, "_ux": "float16" keeps u and dX in fp16 instead of fp32."""
+    from unittest import mock
+
+    stack = contextlib.ExitStack()
+    if over.get("_no_check"):
+        stack.enter_context(mock.patch.object(tc, "_fp16_check", lambda cfg, x: (None, None)))
+    if "_ux" in over:
+        dtype = getattr(torch, over["_ux"])
+        stack.enter_context(mock.patch.object(tc, "_ux_dtype", lambda cfg, x: dtype))
+    return stack
 
 
 def seqpar_passes(log, B, T, H):

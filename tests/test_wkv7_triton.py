@@ -192,3 +192,22 @@ def test_decode_step(K):
     ro, rs = wkv7_step_torch(*[x.double().cpu() for x in xs], state.double().cpu())
     assert rel(o, ro) < 1e-5 and rel(s, rs) < 1e-5, f"seed {seed}"  # no dots here: plain fp32 on any device
     assert s.dtype == torch.float32 and o.dtype == xs[0].dtype
+
+
+def test_bench_ablations_patch_the_range_safety(monkeypatch):
+    """bench/wkv7.py's sweep switches ("_no_check", "_ux") measure what the fp16 range safety costs: they must reach
+    the host code the kernels' launches go through, and undo themselves."""
+    from pathlib import Path
+
+    from modrwkv.kernels import triton_chunk as tc
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    import wkv7 as bench_wkv7
+
+    x = torch.zeros(1, dtype=torch.bfloat16)
+    cfg = dict(tc.CONFIG, DOT="auto")
+    with bench_wkv7._ablations(tc, {"_no_check": True, "_ux": "float16"}):
+        assert tc._fp16_check(cfg, x) == (None, None)
+        assert tc._ux_dtype(cfg, x) == torch.float16
+    assert tc._fp16_check(cfg, x)[0] is not None
+    assert tc._ux_dtype(cfg, x) == torch.float32
