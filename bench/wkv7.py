@@ -151,12 +151,12 @@ def time_seq(name, B, T, H, cu=None, with_torch=False, seqpar=False):
     return rows
 
 
-def time_decode(N, H=32):
+def time_decode(N, H=32, with_fla=True):
     xs, kk, a_ = make_inputs(N, 1, H, seed=N)
     x1 = [x[:, 0].contiguous() for x in xs]
     st = torch.randn(N, H, K, K, device="cuda")
     rows = {"ours": bench(lambda: wkv7_step_triton(*x1, st))}
-    if FLA:
+    if FLA and with_fla:
         r, w, k, v, a, b = xs
         rows["fla_mul"] = bench(lambda: fused_mul_recurrent_rwkv7(r, w, k, v, kk, a_, scale=1.0, initial_state=st,
                                                                   output_final_state=True))
@@ -182,7 +182,7 @@ def decode_sweep(log):
                 if bv * 64 // (32 * warps) < 4:  # fewer than 4 state elements per thread: not worth a launch
                     continue
                 td.DECODE_CONFIG.update(BV=bv, WARPS=warps)
-                rows = time_decode(N) if fla_rows is None else {"ours": _time_ours_decode(N)}
+                rows = time_decode(N, with_fla=fla_rows is None)
                 fla_rows = fla_rows or rows
                 us = lambda x: f"{x * 1e3:.1f}" if x is not None else "-"  # noqa: E731
                 log(f"| {N} | {bv} | {warps} | {us(rows['ours'])} | {us(fla_rows.get('fla_mul'))} | "
@@ -190,16 +190,9 @@ def decode_sweep(log):
     td.DECODE_CONFIG.update(BV=None, WARPS=None)
 
 
-def _time_ours_decode(N, H=32):
-    xs, _, _ = make_inputs(N, 1, H, seed=N)
-    x1 = [x[:, 0].contiguous() for x in xs]
-    st = torch.randn(N, H, K, K, device="cuda")
-    return bench(lambda: wkv7_step_triton(*x1, st))
-
-
 SWEEP = [  # earlier sweeps (WARPS, STAGES, BV, STATE_DTYPE, BT): bench/NOTES_wkv7.md
     {"DOT": "tf32", "DOT_STATE": "tf32"},  # the kernels before fp16 products
-    {},  # the default: DOT "auto" = fp16 intra-chunk products, tf32 state products
+    {},  # the default: DOT "auto" = fp16 intra-chunk products, bf16 state products
     {"WARPS_GRAD": 4},
     {"DOT_STATE": "bf16"},
     {"DOT_STATE": "bf16", "WARPS_GRAD": 4},

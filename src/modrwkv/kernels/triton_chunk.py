@@ -126,11 +126,14 @@ def overflow_fallbacks() -> dict:
     return {"forward": total[0], "backward": total[1]}
 
 
-def _fp16_check(cfg: dict, x: torch.Tensor):
-    """(flag, cfg of the tf32 fallback) for a launch with fp16 products, else (None, None)."""
+def _fp16_check(cfg: dict, x: torch.Tensor, flag: torch.Tensor | None = None):
+    """(flag, cfg of the tf32 fallback) for a launch with fp16 products, else (None, None). ``flag``: one to reuse
+    (the forward's, kept for the backward) instead of a new zero one."""
     if not _dot(cfg, x).startswith("fp16"):
         return None, None
-    return torch.zeros(1, dtype=torch.int32, device=x.device), dict(cfg, DOT="tf32", DOT_STATE="tf32")
+    if flag is None:
+        flag = torch.zeros(1, dtype=torch.int32, device=x.device)
+    return flag, dict(cfg, DOT="tf32", DOT_STATE="tf32")
 
 
 def _pick_bv(bv_max: int, V: int, n_heads: int, device: torch.device) -> int:
@@ -398,7 +401,7 @@ def _wkv7_bwd_dstate_kernel(
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_bwd_grad_kernel(
     r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, state_offsets, chunk_index, T,
-    gmax, flag, counter,
+    gmax, flag,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
     INV_PREC: tl.constexpr, DOT: tl.constexpr, DOTS: tl.constexpr, GSCALE: tl.constexpr, CHECK: tl.constexpr,
     GATE: tl.constexpr,
@@ -504,8 +507,7 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, f
     launch is followed by its gated tf32 fallback (CONFIG comment), always the sequential kernel. ``flag``: the
     check's int32 [1] zero tensor (allocated here when None; the autograd function keeps it for the backward)."""
     cfg = cfg or CONFIG
-    new_flag, cfg32 = _fp16_check(cfg, r)
-    flag = (flag if flag is not None else new_flag) if new_flag is not None else None
+    flag, cfg32 = _fp16_check(cfg, r, flag)
     B, T, H, K = r.shape
     V = v.shape[-1]
     bt = cfg["BT"]
@@ -589,7 +591,7 @@ def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gmax
     if n_chunks > 0:
         LAST_KERNELS["bwd_grad_fallback" if gate else "bwd_grad"] = _wkv7_bwd_grad_kernel[(n_chunks, H)](
             r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, offsets,
-            chunk_index, T, gmax, flag, _counter(r.device)[1:],
+            chunk_index, T, gmax, flag,
             H=H, K=K, V=V, BT=cfg["BT"], IS_VARLEN=cu_seqlens is not None,
             INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gmax is not None,
             CHECK=flag is not None and not gate, GATE=gate, num_warps=cfg["WARPS_GRAD"],
@@ -602,9 +604,7 @@ def _bwd(r, w, k, v, a, b, saved, layout, do, dht, need_dh0, cu_seqlens, cfg=Non
     gated tf32 fallbacks, which rewrite every output if either fp16 launch, or the forward (``fwd_flag``), flagged
     a non-finite value."""
     cfg = cfg or CONFIG
-    flag, cfg32 = _fp16_check(cfg, r)
-    if flag is not None and fwd_flag is not None:
-        flag = fwd_flag.clone()
+    flag, cfg32 = _fp16_check(cfg, r, fwd_flag.clone() if fwd_flag is not None else None)
     gmax = None
     if flag is not None:  # max |dO| (the inf-norm has no value for an empty tensor)
         gmax = (torch.linalg.vector_norm(do, float("inf"), dtype=torch.float32).reshape(1) if do.numel()

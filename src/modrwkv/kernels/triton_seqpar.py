@@ -1,4 +1,4 @@
-"""WKV-7 forward, sequence-parallel: for few sequences x heads over long sequences (NOT YET TIMED ON A GPU).
+"""WKV-7 forward, sequence-parallel: for few sequences x heads over long sequences (timed: bench/RESULTS.md).
 
 The sequential forward of triton_chunk.py runs one program per (sequence, head, V-block) and recomputes the
 S-independent intra-chunk work (cumulative decay, four [BT, BT] matrices, the triangular inverse) on the critical
@@ -26,7 +26,7 @@ Here the forward is three launches, and only the middle one is sequential over t
 
 The outputs, the final state and the saved (states, u) are those of the sequential forward up to rounding, so the
 backward kernels of triton_chunk run unchanged. Selected by triton_chunk.CONFIG["SEQPAR"]: "off" (default), "on", or
-"auto" (``use_seqpar``: sequences x heads <= SMs and >= 4096 tokens per sequence; thresholds untested on a device).
+"auto" (``use_seqpar``: an inference forward of few sequences x heads and long sequences, from the H100 timings).
 
 Extra memory: L_c and B_c, 2 x 16 KiB per (chunk, head) at K = V = 64, plus an fp32 copy of the states when they
 are saved in bf16 or not saved at all.
