@@ -271,7 +271,7 @@ def _ablations(tc, over) -> contextlib.ExitStack:
 
     stack = contextlib.ExitStack()
     if over.get("_no_check"):
-        stack.enter_context(mock.patch.object(tc, "_fp16_check", lambda cfg, x: (None, None)))
+        stack.enter_context(mock.patch.object(tc, "_fp16_check", lambda cfg, x, flag=None: (None, None)))
     if "_ux" in over:
         dtype = getattr(torch, over["_ux"])
         stack.enter_context(mock.patch.object(tc, "_ux_dtype", lambda cfg, x: dtype))

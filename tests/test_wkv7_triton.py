@@ -208,6 +208,12 @@ def test_bench_ablations_patch_the_range_safety(monkeypatch):
     cfg = dict(tc.CONFIG, DOT="auto")
     with bench_wkv7._ablations(tc, {"_no_check": True, "_ux": "float16"}):
         assert tc._fp16_check(cfg, x) == (None, None)
+        assert tc._fp16_check(cfg, x, torch.zeros(1, dtype=torch.int32)) == (None, None)  # the forward's call
         assert tc._ux_dtype(cfg, x) == torch.float16
+        # and the whole launch path runs under them (the sweep times exactly this)
+        xs = [t.requires_grad_() for t in make_inputs(1, 20, 1, 16, seed=3, dtype=torch.bfloat16)]
+        o, _ = tc.wkv7_triton(*xs)
+        o.float().sum().backward()
+        assert torch.isfinite(o.float()).all() and all(torch.isfinite(t.grad.float()).all() for t in xs)
     assert tc._fp16_check(cfg, x)[0] is not None
     assert tc._ux_dtype(cfg, x) == torch.float32
