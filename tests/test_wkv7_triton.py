@@ -144,7 +144,7 @@ def test_fp16_products_tiny_gradients(monkeypatch):
     xs = make_inputs(1, 45, 2, 32, seed, dtype=torch.bfloat16)
     do = (1e-9 * torch.randn(1, 45, 2, 32, generator=torch.Generator().manual_seed(seed))).to(DEVICE, torch.bfloat16)
     errs = _fwd_bwd_errors(xs, do)
-    assert max(errs.values()) < 1e-2, f"seed {seed}: {errs}"
+    assert all(e < 1e-2 for e in errs.values()), f"seed {seed}: {errs}"  # (max() would pass a NaN)
 
 
 @pytest.mark.parametrize("where", ["forward", "backward"])
@@ -168,8 +168,8 @@ def test_fp16_overflow_recomputed_in_tf32(monkeypatch, where):
         dht = 1e9 * torch.randn(1, 2, 16, 16, generator=g).to(DEVICE)
     errs = _fwd_bwd_errors(xs, do, dht)
     after = tc.overflow_fallbacks()
-    assert after[where] == before[where] + 1, (before, after)
-    assert max(errs.values()) < 2e-2, f"seed {seed}: {errs}"
+    assert after[where] == before.get(where, 0) + 1, (before, after)  # ({} before any launch)
+    assert all(e < 2e-2 for e in errs.values()), f"seed {seed}: {errs}"
     # and a call in range does not fall back
     _fwd_bwd_errors(make_inputs(1, 40, 2, 16, seed, dtype=torch.bfloat16), do)
     assert tc.overflow_fallbacks() == after
@@ -181,6 +181,16 @@ def test_fp16_overflow_recomputed_in_tf32(monkeypatch, where):
     module.log_dict = lambda metrics, **kwargs: logged.update(metrics)
     module._log_wkv7_fallbacks()
     assert logged[f"wkv7/fp16_fallbacks_{where}"] == after[where]
+    # u and dX live in fp16 buffers: the fallback must have stored them scaled (values beyond 65504 here)
+    with torch.no_grad():
+        _, _, (_, ubuf, uexp), layout = tc._fwd(*xs, None, False, None, True, dict(tc.CONFIG))
+        if where == "forward":
+            assert ubuf.dtype == torch.float16 and uexp.max() > 0 and torch.isfinite(ubuf).all()
+        else:
+            flag = torch.ones(1, dtype=torch.int32, device=xs[0].device)  # as if an fp16 launch had overflowed
+            (_, dxbuf, dxexp), _, _ = tc._bwd_dstate(*xs[:3], *xs[4:], layout, do, dht.float(), False, None,
+                                                    torch.bfloat16, dict(tc.CONFIG), None, flag, gate=True)
+            assert dxbuf.dtype == torch.float16 and dxexp.max() > 0 and torch.isfinite(dxbuf).all()
 
 
 @pytest.mark.parametrize("K", [16, 64])
@@ -206,14 +216,14 @@ def test_bench_ablations_patch_the_range_safety(monkeypatch):
 
     x = torch.zeros(1, dtype=torch.bfloat16)
     cfg = dict(tc.CONFIG, DOT="auto")
-    with bench_wkv7._ablations(tc, {"_no_check": True, "_ux": "float16"}):
+    with bench_wkv7._ablations(tc, {"_no_check": True, "_ux": "float32"}):
         assert tc._fp16_check(cfg, x) == (None, None)
         assert tc._fp16_check(cfg, x, torch.zeros(1, dtype=torch.int32)) == (None, None)  # the forward's call
-        assert tc._ux_dtype(cfg, x) == torch.float16
+        assert tc._ux_dtype(cfg, x) == torch.float32
         # and the whole launch path runs under them (the sweep times exactly this)
         xs = [t.requires_grad_() for t in make_inputs(1, 20, 1, 16, seed=3, dtype=torch.bfloat16)]
         o, _ = tc.wkv7_triton(*xs)
         o.float().sum().backward()
         assert torch.isfinite(o.float()).all() and all(torch.isfinite(t.grad.float()).all() for t in xs)
     assert tc._fp16_check(cfg, x)[0] is not None
-    assert tc._ux_dtype(cfg, x) == torch.float32
+    assert tc._ux_dtype(cfg, x) == torch.float16

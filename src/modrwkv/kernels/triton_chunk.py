@@ -15,7 +15,7 @@ Three kernels (bench/NOTES_wkv7.md has the measured alternatives):
   each input once and writes o once (the memory floor's bytes). The S-independent part (cumulative decay, the four
   [BT, BT] matrices, the triangular inverse) is recomputed per V-block, so the V-block is as wide as the
   parallelism allows. For the backward it also stores every chunk-start state ([NS, H, K, V], NS = chunks + one
-  final state per sequence; bf16 for bf16 inputs, else fp32) and u ([B, T, H, V], fp32).
+  final state per sequence; bf16 for bf16 inputs, else fp32) and u ([B, T, H, V], _ux_dtype).
 - reverse pass, one program per (sequence, head, V-block): carries dS (gradient of a chunk's end state) from the
   last chunk to the first, stores it per chunk together with dX, and writes dv; nothing in it depends on S. dS after
   the first chunk is the gradient of the initial state.
@@ -100,9 +100,16 @@ def _dot(cfg: dict, x: torch.Tensor, key: str = "DOT") -> str:
 
 
 def _ux_dtype(cfg: dict, x: torch.Tensor) -> torch.dtype:
-    """dtype of the u / dX buffers: bf16 with bf16 products (they only enter products), else fp32 (fp16 could not
-    hold a u or dX beyond 65504 for the tf32 fallback)."""
-    return torch.bfloat16 if _dot(cfg, x).startswith("bf16") else torch.float32
+    """dtype of the u / dX buffers: that of the products they enter (bf16 or fp16; with fp16 the tf32 fallback
+    stores them scaled per column, _store_scaled), fp32 with tf32 products."""
+    dot = _dot(cfg, x)
+    return torch.bfloat16 if dot.startswith("bf16") else torch.float16 if dot.startswith("fp16") else torch.float32
+
+
+def _exp_buffer(flag, ns: int, H: int, V: int, device) -> torch.Tensor | None:
+    """int8 [NS, H, V] per-(chunk, head, column) power-of-two exponents of a u or dX buffer, for fp16 products
+    (``flag`` set) only: zero (unscaled) unless the tf32 fallback wrote the chunk (_store_scaled)."""
+    return torch.zeros(ns, H, V, dtype=torch.int8, device=device) if flag is not None else None
 
 
 _COUNTERS: dict = {}  # device -> int32 [2]: tf32 fallbacks of fp16 launches (forward, backward)
@@ -223,6 +230,26 @@ def _flag_nonfinite(flag, x):
 
 
 @triton.jit
+def _store_scaled(ptr, x, mask, exp_ptr, o_v):
+    """The tf32 fallback's store of u or dX [BT, BV] into an fp16 buffer: each column is divided by 2^e, the
+    smallest power of two that brings its max |x| to <= 2^15 (e >= 0, so values in range are stored as they are),
+    and e goes to exp_ptr + o_v (int8) for _load_scaled. fp16's 11-bit significand equals tf32's, so the fallback
+    loses no precision, and a model whose u or dX passes 65504 still gets finite gradients."""
+    colmax = tl.max(tl.abs(x), axis=0)  # [BV]
+    e = tl.ceil(tl.log2(colmax)) - 15.0
+    e = tl.where(e > 0, tl.minimum(e, 100.0), 0.0)  # NaN -> 0; inf -> 100 (the result is inf either way)
+    tl.store(exp_ptr + o_v, e.to(tl.int8))
+    tl.store(ptr, (x * tl.exp2(-e)[None, :]).to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _load_scaled(ptr, mask, exp_ptr, o_v):
+    """Loads a u or dX tile [BT, V] written by _store_scaled (or unscaled, with zero exponents) as fp32."""
+    e = tl.load(exp_ptr + o_v).to(tl.float32)  # [V]
+    return tl.load(ptr, mask=mask, other=0).to(tl.float32) * tl.exp2(e)[None, :]
+
+
+@triton.jit
 def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr, DOT: tl.constexpr):
     """Load one chunk of r, w, k, a, b ([BT, K]) and build the decay-scaled factors and intra-chunk matrices.
 
@@ -261,11 +288,11 @@ def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr, DOT: tl.
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_fwd_kernel(
-    r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, state_offsets, T, s_in, chunk_index, flag, counter,
+    r, w, k, v, a, b, o, h0, ht, states, ubuf, uexp, cu_seqlens, state_offsets, T, s_in, chunk_index, flag, counter,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE_STATES: tl.constexpr, IS_VARLEN: tl.constexpr,
     INV_PREC: tl.constexpr, STORE_U: tl.constexpr, ONE_CHUNK: tl.constexpr, DOT: tl.constexpr, DOTS: tl.constexpr,
-    CHECK: tl.constexpr, GATE: tl.constexpr,
+    CHECK: tl.constexpr, GATE: tl.constexpr, SCALE_U: tl.constexpr,
 ):
     """Grid (N * H, V // BV). Walks the chunks of one (sequence, head) in order with S [K, BV] in registers.
 
@@ -274,7 +301,8 @@ def _wkv7_fwd_kernel(
     start state into ``states`` and nothing is written after the chunk. With ONE_CHUNK off (s_in, chunk_index
     unused, STORE_U = SAVE_STATES) this is the sequential kernel, unchanged.
     CHECK (fp16 products): flag[0] = 1 if the state went non-finite; GATE: the tf32 fallback launched after it,
-    which exits at once unless flag[0] is set (no host sync either way, see _fwd)."""
+    which exits at once unless flag[0] is set (no host sync either way, see _fwd). SCALE_U (the fallback with an
+    fp16 u buffer): u is stored scaled per column, its exponents in uexp [NS, H, V] (_store_scaled)."""
     i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
     if GATE:
         if _gate(flag, counter, (i_nh == 0) & (i_v == 0)):
@@ -321,9 +349,11 @@ def _wkv7_fwd_kernel(
         Linv = _tri_inverse(A_ab, BT, INV_PREC)
         X = _mm(a_s * egm[None, :], S, DOTS) + _mm(A_ak, vv, DOT)  # [BT, BV]
         u = tl.dot(Linv, X, input_precision=INV_PREC)
-        if STORE_U:
-            # the backward reads u instead of re-solving
-            tl.store(ubuf + vbase + v_offs, u.to(ubuf.dtype.element_ty), mask=m_t[:, None])
+        if STORE_U:  # the backward reads u instead of re-solving
+            if SCALE_U:
+                _store_scaled(ubuf + vbase + v_offs, u, m_t[:, None], uexp + ((s_off + i_t) * H + i_h) * V, o_v)
+            else:
+                tl.store(ubuf + vbase + v_offs, u.to(ubuf.dtype.element_ty), mask=m_t[:, None])
         out = _mm(r_s * egm[None, :], S, DOTS) + _mm(A_rb, u, DOT) + _mm(A_rk, vv, DOT)
         tl.store(o + vbase + v_offs, out.to(o.dtype.element_ty), mask=m_t[:, None])
         S = S * tl.exp(g_last)[:, None] + _mm(tl.trans(b_e), u, DOTS) + _mm(tl.trans(k_e), vv, DOTS)
@@ -338,17 +368,19 @@ def _wkv7_fwd_kernel(
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_bwd_dstate_kernel(
-    r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, state_offsets, T, gmax, flag, counter,
+    r, w, k, a, b, do, dht, dstates, dxbuf, dxexp, dv, dh0, cu_seqlens, state_offsets, T, gmax, flag, counter,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr, INV_PREC: tl.constexpr,
     DOT: tl.constexpr, DOTS: tl.constexpr, GSCALE: tl.constexpr, CHECK: tl.constexpr, GATE: tl.constexpr,
+    SCALE_X: tl.constexpr,
 ):
     """Grid (N * H, V // BV). The reverse pass: carries dS [K, BV] (gradient of a chunk's end state) backwards,
     stores it for every chunk, and writes dv, which needs no forward state. Nothing here depends on S.
     With GSCALE, dO and dS_T are scaled on load (_grad_scale of gmax = max |dO|; dS and dX are stored scaled, for
     the gradient kernel) and dv, dh0 unscaled on store. CHECK / GATE as in the forward kernel. What could
     overflow in dv alone (A_rk or A_ak as fp16 operands) overflows in the forward too, whose flag the backward's
-    starts from; dX beyond fp16 is caught by the gradient kernel."""
+    starts from; dX beyond fp16 is caught by the gradient kernel. SCALE_X: dX stored scaled per column, its
+    exponents in dxexp (as SCALE_U in the forward)."""
     i_nh, i_v = tl.program_id(0), tl.program_id(1)  # the large axis first: grid y is limited to 65535
     if GATE:
         if _gate(flag, counter, (i_nh == 0) & (i_v == 0)):
@@ -387,7 +419,10 @@ def _wkv7_bwd_dstate_kernel(
         Linv = _tri_inverse(A_ab, BT, INV_PREC)
         du = _mm(tl.trans(A_rb), dO, DOT) + _mm(b_e, dS, DOTS)
         dX = tl.dot(tl.trans(Linv), du, input_precision=INV_PREC)
-        tl.store(dxbuf + vbase + v_offs, dX.to(dxbuf.dtype.element_ty), mask=m_t[:, None])  # for the gradient kernel
+        if SCALE_X:  # for the gradient kernel
+            _store_scaled(dxbuf + vbase + v_offs, dX, m_t[:, None], dxexp + ((s_off + i_t) * H + i_h) * V, o_v)
+        else:
+            tl.store(dxbuf + vbase + v_offs, dX.to(dxbuf.dtype.element_ty), mask=m_t[:, None])
         dvv = _mm(tl.trans(A_rk), dO, DOT) + _mm(tl.trans(A_ak), dX, DOT) + _mm(k_e, dS, DOTS)
         tl.store(dv + vbase + v_offs, (dvv * ginv).to(dv.dtype.element_ty), mask=m_t[:, None])
         dS = dS * tl.exp(g_last)[:, None] + (_mm(tl.trans(r_s * egm[None, :]), dO, DOTS)
@@ -400,17 +435,18 @@ def _wkv7_bwd_dstate_kernel(
 
 @triton.jit(do_not_specialize=["T"])
 def _wkv7_bwd_grad_kernel(
-    r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, state_offsets, chunk_index, T,
-    gmax, flag,
+    r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, uexp, dxexp, dr, dw, dk, da, db, cu_seqlens, state_offsets,
+    chunk_index, T, gmax, flag,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
     INV_PREC: tl.constexpr, DOT: tl.constexpr, DOTS: tl.constexpr, GSCALE: tl.constexpr, CHECK: tl.constexpr,
-    GATE: tl.constexpr,
+    GATE: tl.constexpr, SCALED_UX: tl.constexpr,
 ):
     """Grid (chunks, H): fully parallel. From the chunk's start state S, end-state gradient dS', u and dX (all
     stored by the sequential kernels) writes dr, dw, dk, da, db of the chunk (formulas in the module docstring).
     With GSCALE, dS' and dX arrive scaled, dO is scaled on load and the results unscaled on store (_grad_scale).
     CHECK: flag[0] = 1 if a result went non-finite (dw sums all four factor gradients: an inf or NaN in any reaches
-    it, inf * 0 included); GATE as in the forward kernel."""
+    it, inf * 0 included); GATE as in the forward kernel. SCALED_UX: u and dX come with per-column exponents
+    (uexp, dxexp: _store_scaled)."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     if GATE:  # (the dS pass's fallback counted it)
         if tl.load(flag) == 0:
@@ -449,8 +485,13 @@ def _wkv7_bwd_grad_kernel(
     incl = o_t[:, None] >= o_t[None, :]
 
     # u (forward) and dX (reverse pass) were stored by the sequential kernels: no triangular solve here
-    u = tl.load(ubuf + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
-    dX = tl.load(dxbuf + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
+    if SCALED_UX:
+        e_off = ((s_off + i_t) * H + i_h) * V
+        u = _load_scaled(ubuf + vbase + v_offs, m_t[:, None], uexp + e_off, o_v)  # [BT, V]
+        dX = _load_scaled(dxbuf + vbase + v_offs, m_t[:, None], dxexp + e_off, o_v)  # [BT, V]
+    else:
+        u = tl.load(ubuf + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
+        dX = tl.load(dxbuf + vbase + v_offs, mask=m_t[:, None], other=0).to(tl.float32)  # [BT, V]
     dA_ab = tl.where(strict, _mm(dX, tl.trans(u), DOT), 0.0)
     dA_ak = tl.where(strict, _mm(dX, tl.trans(vv), DOT), 0.0)
     dA_rb = tl.where(incl, _mm(dO, tl.trans(u), DOT), 0.0)
@@ -503,9 +544,10 @@ def _layout(cu_seqlens: torch.Tensor | None, B: int, T: int, bt: int):
 
 def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, flag=None):
     """Forward launch(es). With ``save`` also returns what the backward reads: (chunk-start states [NS, H, K, V],
-    u [B, T, H, V] in _ux_dtype). Returns (o, final state or None, saved or None, layout). With fp16 products the
-    launch is followed by its gated tf32 fallback (CONFIG comment), always the sequential kernel. ``flag``: the
-    check's int32 [1] zero tensor (allocated here when None; the autograd function keeps it for the backward)."""
+    u [B, T, H, V] in _ux_dtype, u's exponents [NS, H, V] or None: _exp_buffer). Returns (o, final state or None,
+    saved or None, layout). With fp16 products the launch is followed by its gated tf32 fallback (CONFIG comment),
+    always the sequential kernel. ``flag``: the check's int32 [1] zero tensor (allocated here when None; the
+    autograd function keeps it for the backward)."""
     cfg = cfg or CONFIG
     flag, cfg32 = _fp16_check(cfg, r, flag)
     B, T, H, K = r.shape
@@ -520,16 +562,19 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, f
         state_dtype = torch.float32 if r.dtype == torch.float32 else torch.bfloat16
     states = r.new_empty(ns, H, K, V, dtype=state_dtype) if save else None
     ubuf = torch.empty_like(v, dtype=_ux_dtype(cfg, r)) if save else None
+    uexp = _exp_buffer(flag, ns, H, V, r.device) if save else None
     layout = (offsets, n_chunks, chunk_index)
     BV = _pick_bv(cfg["BV_FWD"], V, N * H, r.device)
 
     def launch(c, gate):
         LAST_KERNELS["fwd_fallback" if gate else "fwd"] = _wkv7_fwd_kernel[(N * H, V // BV)](
-            r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, offsets, T, None, None, flag, _counter(r.device),
+            r, w, k, v, a, b, o, h0, ht, states, ubuf, uexp, cu_seqlens, offsets, T, None, None, flag,
+            _counter(r.device),
             H=H, K=K, V=V, BT=bt, BV=BV,
             USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save, IS_VARLEN=cu_seqlens is not None,
             INV_PREC=c["INV_PREC"], STORE_U=save, ONE_CHUNK=False, DOT=_dot(c, r), DOTS=_dot(c, r, "DOT_STATE"),
-            CHECK=flag is not None and not gate, GATE=gate, num_warps=c["WARPS_FWD"], num_stages=c["STAGES"],
+            CHECK=flag is not None and not gate, GATE=gate, SCALE_U=gate and uexp is not None,
+            num_warps=c["WARPS_FWD"], num_stages=c["STAGES"],
         )
 
     from .triton_seqpar import seqpar_fwd, use_seqpar
@@ -542,13 +587,13 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, f
         if o.numel():
             _any_nonfinite_kernel[(triton.cdiv(o.numel(), 4096),)](o, flag, o.numel(), BLOCK=4096, num_warps=4)
         launch(cfg32, gate=True)
-    return o, ht, ((states, ubuf) if save else None), layout
+    return o, ht, ((states, ubuf, uexp) if save else None), layout
 
 
 def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtype, cfg, gmax=None, flag=None,
                 gate=False):
-    """The reverse pass: ((dstates [NS, H, K, V], dX [B, T, H, V]), dv, dh0 or None). ``gmax``: max |dO| (fp32 [1])
-    for fp16 products; ``flag``: their check; ``gate``: the tf32 fallback."""
+    """The reverse pass: ((dstates [NS, H, K, V], dX [B, T, H, V], dX's exponents or None), dv, dh0 or None).
+    ``gmax``: max |dO| (fp32 [1]) for fp16 products; ``flag``: their check; ``gate``: the tf32 fallback."""
     B, T, H, K = r.shape
     V = do.shape[-1]
     offsets, n_chunks, chunk_index = layout
@@ -557,8 +602,9 @@ def _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, state_dtyp
     dh0 = r.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
     dstates = r.new_empty(n_chunks + N, H, K, V, dtype=state_dtype)
     dxbuf = torch.empty_like(do, dtype=_ux_dtype(cfg, r))
-    return _bwd_dstate_into(r, w, k, a, b, layout, do, dht, cu_seqlens, cfg, (dstates, dxbuf), dv, dh0, gmax, flag,
-                            gate)
+    dxexp = _exp_buffer(flag, n_chunks + N, H, V, r.device)
+    return _bwd_dstate_into(r, w, k, a, b, layout, do, dht, cu_seqlens, cfg, (dstates, dxbuf, dxexp), dv, dh0, gmax,
+                            flag, gate)
 
 
 def _bwd_dstate_into(r, w, k, a, b, layout, do, dht, cu_seqlens, cfg, dsaved, dv, dh0, gmax, flag, gate):
@@ -567,16 +613,18 @@ def _bwd_dstate_into(r, w, k, a, b, layout, do, dht, cu_seqlens, cfg, dsaved, dv
     V = do.shape[-1]
     offsets, n_chunks, chunk_index = layout
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
-    dstates, dxbuf = dsaved
+    dstates, dxbuf, dxexp = dsaved
     BV = _pick_bv(cfg["BV_DS"], V, N * H, r.device)
     LAST_KERNELS["bwd_dstate_fallback" if gate else "bwd_dstate"] = _wkv7_bwd_dstate_kernel[(N * H, V // BV)](
-        r, w, k, a, b, do, dht, dstates, dxbuf, dv, dh0, cu_seqlens, offsets, T, gmax, flag, _counter(r.device)[1:],
+        r, w, k, a, b, do, dht, dstates, dxbuf, dxexp, dv, dh0, cu_seqlens, offsets, T, gmax, flag,
+        _counter(r.device)[1:],
         H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
         USE_DHT=dht is not None, STORE_DH0=dh0 is not None, IS_VARLEN=cu_seqlens is not None,
         INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gmax is not None,
-        CHECK=flag is not None and not gate, GATE=gate, num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
+        CHECK=flag is not None and not gate, GATE=gate, SCALE_X=gate and dxexp is not None,
+        num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
     )
-    return (dstates, dxbuf), dv, dh0
+    return (dstates, dxbuf, dxexp), dv, dh0
 
 
 def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gmax=None, flag=None, grads=None,
@@ -586,15 +634,16 @@ def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gmax
     B, T, H, K = r.shape
     V = v.shape[-1]
     offsets, n_chunks, chunk_index = layout
-    (states, ubuf), (dstates, dxbuf) = saved, dsaved
+    (states, ubuf, uexp), (dstates, dxbuf, dxexp) = saved, dsaved
     dr, dw, dk, da, db = grads if grads is not None else (torch.empty_like(x) for x in (r, w, k, a, b))
     if n_chunks > 0:
         LAST_KERNELS["bwd_grad_fallback" if gate else "bwd_grad"] = _wkv7_bwd_grad_kernel[(n_chunks, H)](
-            r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, dr, dw, dk, da, db, cu_seqlens, offsets,
+            r, w, k, v, a, b, do, states, dstates, ubuf, dxbuf, uexp, dxexp, dr, dw, dk, da, db, cu_seqlens, offsets,
             chunk_index, T, gmax, flag,
             H=H, K=K, V=V, BT=cfg["BT"], IS_VARLEN=cu_seqlens is not None,
             INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gmax is not None,
-            CHECK=flag is not None and not gate, GATE=gate, num_warps=cfg["WARPS_GRAD"],
+            CHECK=flag is not None and not gate, GATE=gate, SCALED_UX=gate and uexp is not None,
+            num_warps=cfg["WARPS_GRAD"],
         )
     return dr, dw, dk, da, db
 
@@ -640,9 +689,10 @@ class WKV7TritonFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        r, w, k, v, a, b, states, ubuf, offsets, chunk_index, cu_seqlens = ctx.saved_tensors
+        r, w, k, v, a, b, states, ubuf, uexp, offsets, chunk_index, cu_seqlens = ctx.saved_tensors
         dht = dht.contiguous().float() if dht is not None else None
-        dr, dw, dk, dv, da, db, dh0 = _bwd(r, w, k, v, a, b, (states, ubuf), (offsets, ctx.n_chunks, chunk_index),
+        dr, dw, dk, dv, da, db, dh0 = _bwd(r, w, k, v, a, b, (states, ubuf, uexp),
+                                           (offsets, ctx.n_chunks, chunk_index),
                                            do.contiguous(), dht, ctx.has_h0, cu_seqlens, ctx.cfg, ctx.fwd_flag)
         return dr, dw, dk, dv, da, db, dh0, None, None, None
 

@@ -213,11 +213,11 @@ def _pass_c(r, w, k, v, a, b, o, s32, states, ubuf, cu_seqlens, offsets, n_chunk
     copy = states is not None and states.data_ptr() != s32.data_ptr()
     if n_chunks > 0:
         LAST_KERNELS["seqpar_c"] = _wkv7_fwd_kernel[(n_chunks * H, V // BV)](
-            r, w, k, v, a, b, o, None, None, states if copy else None, ubuf, cu_seqlens, offsets, T, s32, chunk_index,
-            flag, None, H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
+            r, w, k, v, a, b, o, None, None, states if copy else None, ubuf, None, cu_seqlens, offsets, T, s32,
+            chunk_index, flag, None, H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
             USE_H0=False, STORE_HT=False, SAVE_STATES=copy, IS_VARLEN=cu_seqlens is not None,
             INV_PREC=cfg["INV_PREC"], STORE_U=ubuf is not None, ONE_CHUNK=True, DOT=_dot(cfg, r),
-            DOTS=_dot(cfg, r, "DOT_STATE"), CHECK=flag is not None, GATE=False,
+            DOTS=_dot(cfg, r, "DOT_STATE"), CHECK=flag is not None, GATE=False, SCALE_U=False,
             num_warps=cfg["WARPS_FWD"], num_stages=cfg["STAGES"],
         )
 
