@@ -72,8 +72,11 @@ import triton.language as tl
 # sync: each fp16 launch sets a flag on any non-finite result, and a tf32 launch of the same kernel follows that
 # exits at once unless the flag is set, in which case it recomputes everything that launch wrote. So a model whose
 # values pass 65504 gets tf32 results, never inf; overflow_fallbacks() counts how often that happened.
+# MAXNREG_GRAD: a register cap for the gradient kernel (None: the compiler's choice, 255 with 4 warps, i.e. two
+# blocks per multiprocessor; 168 gives three, with spills).
 CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 4,
-          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "off", "DOT": "auto", "DOT_STATE": "auto"}
+          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "off", "DOT": "auto", "DOT_STATE": "auto",
+          "MAXNREG_GRAD": None}
 LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
 
@@ -141,6 +144,12 @@ def _fp16_check(cfg: dict, x: torch.Tensor, flag: torch.Tensor | None = None):
     if flag is None:
         flag = torch.zeros(1, dtype=torch.int32, device=x.device)
     return flag, dict(cfg, DOT="tf32", DOT_STATE="tf32")
+
+
+def _maxnreg(n: int | None) -> dict:
+    """The ``maxnreg`` launch option (a register cap per thread, for more resident blocks) where one is set: not
+    passed at all otherwise, nor under the interpreter, which has no registers."""
+    return {"maxnreg": n} if n and not _interpret() else {}
 
 
 def _pick_bv(bv_max: int, V: int, n_heads: int, device: torch.device) -> int:
@@ -467,8 +476,6 @@ def _wkv7_bwd_grad_kernel(
     o_k = tl.arange(0, K)
     o_v = tl.arange(0, V)
     s_ptrs = ((s_off + i_t) * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :]
-    S = tl.load(states + s_ptrs).to(tl.float32)  # [K, V] the chunk's start state
-    dS = tl.load(dstates + s_ptrs).to(tl.float32)  # [K, V] gradient of the chunk's end state
     t0 = i_t * BT
     m_t = (t0 + o_t) < T
     base = (bos + t0) * H * K + i_h * K
@@ -496,29 +503,34 @@ def _wkv7_bwd_grad_kernel(
     dA_ak = tl.where(strict, _mm(dX, tl.trans(vv), DOT), 0.0)
     dA_rb = tl.where(incl, _mm(dO, tl.trans(u), DOT), 0.0)
     dA_rk = tl.where(incl, _mm(dO, tl.trans(vv), DOT), 0.0)
-    # the state enters as e^{g_m} S (factors relative to the mid-chunk decay, _chunk_prep)
-    d_rs = _mm(dO, tl.trans(S), DOTS) * egm[None, :] + _mm(dA_rb, b_i, DOT) + _mm(dA_rk, k_i, DOT)
-    d_as = _mm(dX, tl.trans(S), DOTS) * egm[None, :] + _mm(dA_ab, b_i, DOT) + _mm(dA_ak, k_i, DOT)
+    # phases ordered so that few tiles are live at once (registers bound this kernel): the gradient dS of the end
+    # state and the start state S are loaded where they are used, and each result is stored as soon as it is known
+    offs = o_t[:, None] * H * K + o_k[None, :]
+    m = m_t[:, None]
+    dS = tl.load(dstates + s_ptrs).to(tl.float32)  # [K, V] gradient of the chunk's end state
     egl = tl.exp(g_last)
     # S' = e^{g_C} (S + b_i^T u + k_i^T V): the e^{g_C} of dZ = e^{g_C} dS' is applied after the products, and
     # dg_C = rowsum(dS' * S') is assembled from the same products, so no extra [K, V] tile is live
     uS = _mm(u, tl.trans(dS), DOTS)  # [BT, K]
     vS = _mm(vv, tl.trans(dS), DOTS)  # [BT, K]
+    dg_last = tl.sum(b_e * uS, axis=0) + tl.sum(k_e * vS, axis=0)  # [K] (+ e^{g_C} rowsum(dS S) below)
     egl_m = (egl / egm)[None, :]  # S' = e^{g_C} S + e^{g_C - g_m} (b_i^T u + k_i^T V)
     d_bi = _mm(tl.trans(dA_ab), a_s, DOT) + _mm(tl.trans(dA_rb), r_s, DOT) + uS * egl_m
     d_ki = _mm(tl.trans(dA_ak), a_s, DOT) + _mm(tl.trans(dA_rk), r_s, DOT) + vS * egl_m
-    dg_last = egl * tl.sum(dS * S, axis=1) + tl.sum(b_e * uS, axis=0) + tl.sum(k_e * vS, axis=0)  # [K]
-    ga = d_as * a_s
-    dg = d_rs * r_s + ga - d_bi * b_i - d_ki * k_i
-    # reverse cumulative sum over the chunk: sum_{t >= s} dg_t
-    dwc = tl.sum(dg, axis=0)[None, :] - tl.cumsum(dg, axis=0) + dg + dg_last[None, :] - ga
-
-    offs = o_t[:, None] * H * K + o_k[None, :]
-    m = m_t[:, None]
-    tl.store(dr + base + offs, (d_rs * eg * ginv).to(dr.dtype.element_ty), mask=m)
-    tl.store(da + base + offs, (d_as * egp * ginv).to(da.dtype.element_ty), mask=m)
     tl.store(db + base + offs, (d_bi * eng * ginv).to(db.dtype.element_ty), mask=m)
     tl.store(dk + base + offs, (d_ki * eng * ginv).to(dk.dtype.element_ty), mask=m)
+    dg = -(d_bi * b_i + d_ki * k_i)
+    S = tl.load(states + s_ptrs).to(tl.float32)  # [K, V] the chunk's start state
+    dg_last += egl * tl.sum(dS * S, axis=1)
+    # the state enters as e^{g_m} S (factors relative to the mid-chunk decay, _chunk_prep)
+    d_rs = _mm(dO, tl.trans(S), DOTS) * egm[None, :] + _mm(dA_rb, b_i, DOT) + _mm(dA_rk, k_i, DOT)
+    d_as = _mm(dX, tl.trans(S), DOTS) * egm[None, :] + _mm(dA_ab, b_i, DOT) + _mm(dA_ak, k_i, DOT)
+    tl.store(dr + base + offs, (d_rs * eg * ginv).to(dr.dtype.element_ty), mask=m)
+    tl.store(da + base + offs, (d_as * egp * ginv).to(da.dtype.element_ty), mask=m)
+    ga = d_as * a_s
+    dg += d_rs * r_s + ga
+    # reverse cumulative sum over the chunk: sum_{t >= s} dg_t
+    dwc = tl.sum(dg, axis=0)[None, :] - tl.cumsum(dg, axis=0) + dg + dg_last[None, :] - ga
     tl.store(dw + base + offs, (dwc * ginv).to(dw.dtype.element_ty), mask=m)
     if CHECK:
         _flag_nonfinite(flag, dwc)
@@ -643,7 +655,7 @@ def _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gmax
             H=H, K=K, V=V, BT=cfg["BT"], IS_VARLEN=cu_seqlens is not None,
             INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gmax is not None,
             CHECK=flag is not None and not gate, GATE=gate, SCALED_UX=gate and uexp is not None,
-            num_warps=cfg["WARPS_GRAD"],
+            num_warps=cfg["WARPS_GRAD"], **_maxnreg(cfg.get("MAXNREG_GRAD")),
         )
     return dr, dw, dk, da, db
 
