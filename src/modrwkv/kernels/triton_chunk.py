@@ -72,11 +72,11 @@ import triton.language as tl
 # sync: each fp16 launch sets a flag on any non-finite result, and a tf32 launch of the same kernel follows that
 # exits at once unless the flag is set, in which case it recomputes everything that launch wrote. So a model whose
 # values pass 65504 gets tf32 results, never inf; overflow_fallbacks() counts how often that happened.
-# MAXNREG_GRAD: a register cap for the gradient kernel (None: the compiler's choice, 255 with 4 warps, i.e. two
-# blocks per multiprocessor; 168 gives three, with spills).
+# MAXNREG_GRAD: a register cap for the gradient kernel: 168 gives three blocks of 4 warps per multiprocessor instead
+# of the two at the compiler's 255 (None), at the cost of some spills; measured faster (bench/NOTES_wkv7.md).
 CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 4,
           "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "off", "DOT": "auto", "DOT_STATE": "auto",
-          "MAXNREG_GRAD": None}
+          "MAXNREG_GRAD": 168}
 LAST_KERNELS: dict = {}  # the last compiled launches (for the bench: registers, spills)
 
 
@@ -513,8 +513,9 @@ def _wkv7_bwd_grad_kernel(
     # dg_C = rowsum(dS' * S') is assembled from the same products, so no extra [K, V] tile is live
     uS = _mm(u, tl.trans(dS), DOTS)  # [BT, K]
     vS = _mm(vv, tl.trans(dS), DOTS)  # [BT, K]
-    dg_last = tl.sum(b_e * uS, axis=0) + tl.sum(k_e * vS, axis=0)  # [K] (+ e^{g_C} rowsum(dS S) below)
     egl_m = (egl / egm)[None, :]  # S' = e^{g_C} S + e^{g_C - g_m} (b_i^T u + k_i^T V)
+    # b_e = b_i e^{g_C - g_m}, k_e likewise: from the tiles that are live anyway (fewer registers)
+    dg_last = tl.sum(b_i * uS + k_i * vS, axis=0) * (egl / egm)  # [K] (+ e^{g_C} rowsum(dS S) below)
     d_bi = _mm(tl.trans(dA_ab), a_s, DOT) + _mm(tl.trans(dA_rb), r_s, DOT) + uS * egl_m
     d_ki = _mm(tl.trans(dA_ak), a_s, DOT) + _mm(tl.trans(dA_rk), r_s, DOT) + vS * egl_m
     tl.store(db + base + offs, (d_bi * eng * ginv).to(db.dtype.element_ty), mask=m)
@@ -530,7 +531,7 @@ def _wkv7_bwd_grad_kernel(
     ga = d_as * a_s
     dg += d_rs * r_s + ga
     # reverse cumulative sum over the chunk: sum_{t >= s} dg_t
-    dwc = tl.sum(dg, axis=0)[None, :] - tl.cumsum(dg, axis=0) + dg + dg_last[None, :] - ga
+    dwc = tl.cumsum(dg, axis=0, reverse=True) + dg_last[None, :] - ga
     tl.store(dw + base + offs, (dwc * ginv).to(dw.dtype.element_ty), mask=m)
     if CHECK:
         _flag_nonfinite(flag, dwc)
