@@ -26,7 +26,7 @@ from modrwkv.kernels import triton_chunk as tc  # noqa: E402
 from modrwkv.kernels.reference import wkv7_naive  # noqa: E402
 from modrwkv.kernels.triton_seqpar import seqpar_wanted  # noqa: E402
 
-from .test_wkv7_triton import DEVICE, TOL_FP32, make_inputs, rel, run_both  # noqa: E402
+from .test_wkv7_triton import DEVICE, INTERPRET, TOL_FP32, make_inputs, rel, run_both  # noqa: E402
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_inference_no_state(seqpar):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_saved_tensors_match_sequential(dtype):
     """What the backward reads (chunk-start and final states, u), o and the final state equal the sequential
-    forward's up to fp32 rounding (bf16 states: up to one bf16 rounding)."""
+    forward's up to fp32 rounding (tf32 on a GPU; bf16 states: up to one bf16 rounding)."""
     seed = int(torch.randint(0, 2**31 - 1, ()))
     lengths = [17, 0, 32, 3]
     cu = torch.tensor([0] + lengths).cumsum(0).to(DEVICE, torch.int32)
@@ -96,7 +96,8 @@ def test_saved_tensors_match_sequential(dtype):
         cfg = dict(tc.CONFIG, SEQPAR=mode)
         o, ht, (states, ubuf, _), layout = tc._fwd(*xs, h0, True, cu, True, cfg)
         outs[mode] = (o, ht, states, ubuf)
-    tol = 1e-5 if dtype == torch.float32 else 8e-3
+    # fp32: exact fp32 products in the interpreter; on a GPU both paths use tf32 products, grouped differently
+    tol = (1e-5 if INTERPRET else 1e-3) if dtype == torch.float32 else 8e-3
     for name, x, y in zip(("o", "ht", "states", "u"), outs["on"], outs["off"]):
         assert x.dtype == y.dtype and x.shape == y.shape, name
         assert rel(x, y) < tol, f"seed {seed}: {name} {rel(x, y):.2e}"
