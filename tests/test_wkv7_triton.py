@@ -147,7 +147,7 @@ def test_fp16_products_tiny_gradients(monkeypatch):
     assert all(e < 1e-2 for e in errs.values()), f"seed {seed}: {errs}"  # (max() would pass a NaN)
 
 
-@pytest.mark.parametrize("where", ["forward", "backward"])
+@pytest.mark.parametrize("where", ["forward", "output", "backward"])
 def test_fp16_overflow_recomputed_in_tf32(monkeypatch, where):
     """Values beyond fp16's range: the fp16 launch flags the non-finite result and the gated tf32 launch after it
     recomputes (counted on the device), so the results still match the reference instead of being inf/NaN."""
@@ -164,11 +164,14 @@ def test_fp16_overflow_recomputed_in_tf32(monkeypatch, where):
         xs[3] = (xs[3].float() * 3000).to(torch.bfloat16)
         xs[2] = (xs[2].float() * 30).to(torch.bfloat16)
         xs[1] = (xs[1].float() * 0.01).to(torch.bfloat16)
+    elif where == "output":  # r beyond fp16 (r never enters the state): only the output overflows
+        xs[0] = (xs[0].float() * 1e5).to(torch.bfloat16)
     else:  # a final-state gradient 1e9 x dO: the state gradient overflows the backward's fp16 products
         dht = 1e9 * torch.randn(1, 2, 16, 16, generator=g).to(DEVICE)
     errs = _fwd_bwd_errors(xs, do, dht)
     after = tc.overflow_fallbacks()
-    assert after[where] == before.get(where, 0) + 1, (before, after)  # ({} before any launch)
+    counter = "forward" if where == "output" else where  # that of the launch that fell back
+    assert after[counter] == before.get(counter, 0) + 1, (before, after)  # ({} before any launch)
     assert all(e < 2e-2 for e in errs.values()), f"seed {seed}: {errs}"
     # and a call in range does not fall back
     _fwd_bwd_errors(make_inputs(1, 40, 2, 16, seed, dtype=torch.bfloat16), do)
@@ -180,13 +183,13 @@ def test_fp16_overflow_recomputed_in_tf32(monkeypatch, where):
     logged = {}
     module.log_dict = lambda metrics, **kwargs: logged.update(metrics)
     module._log_wkv7_fallbacks()
-    assert logged[f"wkv7/fp16_fallbacks_{where}"] == after[where]
+    assert logged[f"wkv7/fp16_fallbacks_{counter}"] == after[counter]
     # u and dX live in fp16 buffers: the fallback must have stored them scaled (values beyond 65504 here)
     with torch.no_grad():
         _, _, (_, ubuf, uexp), layout = tc._fwd(*xs, None, False, None, True, dict(tc.CONFIG))
         if where == "forward":
             assert ubuf.dtype == torch.float16 and uexp.max() > 0 and torch.isfinite(ubuf).all()
-        else:
+        elif where == "backward":
             flag = torch.ones(1, dtype=torch.int32, device=xs[0].device)  # as if an fp16 launch had overflowed
             (_, dxbuf, dxexp), _, _ = tc._bwd_dstate(*xs[:3], *xs[4:], layout, do, dht.float(), False, None,
                                                     torch.bfloat16, dict(tc.CONFIG), None, flag, gate=True)

@@ -223,19 +223,11 @@ def _grad_scale(gmax):
 
 
 @triton.jit
-def _any_nonfinite_kernel(x, flag, n, BLOCK: tl.constexpr):
-    """Grid (cdiv(n, BLOCK),): flag[0] = 1 if x (flat, n elements) holds an inf or a NaN."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    xv = tl.load(x + offs, mask=offs < n, other=0).to(tl.float32)
-    bad = tl.sum((~(tl.abs(xv) < float("inf"))).to(tl.int32), axis=0)
-    tl.store(flag, 1, mask=bad > 0)
-
-
-@triton.jit
 def _flag_nonfinite(flag, x):
-    """Sets flag[0] = 1 when the tile x holds an inf or a NaN (an fp16 operand overflowed upstream)."""
-    total = tl.sum(tl.sum(x, axis=1), axis=0)
-    tl.store(flag, 1, mask=~(tl.abs(total) < float("inf")))  # NaN compares false
+    """Sets flag[0] = 1 when the tile x holds an inf or a NaN (an fp16 operand overflowed upstream): one store per
+    element, predicated off for finite ones, so no reduction (no barrier) and no accumulator (no registers)."""
+    bad = ~(tl.abs(x) < float("inf"))  # NaN compares false
+    tl.store(flag + tl.zeros(x.shape, dtype=tl.int32), tl.full(x.shape, 1, dtype=tl.int32), mask=bad)
 
 
 @triton.jit
@@ -365,8 +357,10 @@ def _wkv7_fwd_kernel(
                 tl.store(ubuf + vbase + v_offs, u.to(ubuf.dtype.element_ty), mask=m_t[:, None])
         out = _mm(r_s * egm[None, :], S, DOTS) + _mm(A_rb, u, DOT) + _mm(A_rk, vv, DOT)
         tl.store(o + vbase + v_offs, out.to(o.dtype.element_ty), mask=m_t[:, None])
+        if CHECK:
+            _flag_nonfinite(flag, out)
         S = S * tl.exp(g_last)[:, None] + _mm(tl.trans(b_e), u, DOTS) + _mm(tl.trans(k_e), vv, DOTS)
-    if CHECK:  # o is checked after the launch (_any_nonfinite_kernel): an accumulator here costs registers
+    if CHECK:  # (o is checked per chunk above)
         _flag_nonfinite(flag, S)
     if not ONE_CHUNK:  # SEQPAR: the state pass writes the final states
         if SAVE_STATES:
@@ -597,8 +591,6 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, f
     else:
         launch(cfg, gate=False)
     if flag is not None:
-        if o.numel():
-            _any_nonfinite_kernel[(triton.cdiv(o.numel(), 4096),)](o, flag, o.numel(), BLOCK=4096, num_warps=4)
         launch(cfg32, gate=True)
     return o, ht, ((states, ubuf, uexp) if save else None), layout
 
