@@ -154,6 +154,7 @@ def test_fp16_overflow_recomputed_in_tf32(monkeypatch, where):
     from modrwkv.kernels import triton_chunk as tc
 
     monkeypatch.setitem(tc.CONFIG, "DOT", "fp16")
+    monkeypatch.setattr(tc, "GATE_PROGRAMS", 2)  # the gradient fallback's programs walk 3 chunks with a stride
     before = tc.overflow_fallbacks()
     seed = int(torch.randint(0, 2**31 - 1, ()))
     g = torch.Generator().manual_seed(seed)
