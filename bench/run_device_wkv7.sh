@@ -12,8 +12,8 @@ fi
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  # the GPU tests, and the CPU kernel tests, which run on CUDA when there is one (fp16 fallbacks, decode, fp32)
-  python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_wkv7_gpu.py tests/test_wkv7_triton.py 2>&1 \
+  # the GPU tests, and the CPU kernel tests, which run on CUDA when there is one (fp16 fallbacks, decode, seqpar)
+  python3 -m pytest -q -s -p no:cacheprovider tests/gpu/test_wkv7_gpu.py tests/test_wkv7_triton.py tests/test_wkv7_seqpar.py 2>&1 \
     | tee "$OUT/gpu_tests.log"
 fi
 python3 bench/wkv7.py ${BENCH_ARGS:-} --out "$OUT/wkv7.json" 2>&1 | tee "$OUT/bench.log"
