@@ -223,9 +223,9 @@ def _time_config(tc, cfg, big, do):
     t_fs = bench(lambda: tc._fwd(*big, None, False, None, True, cfg))
     _, _, saved, layout = tc._fwd(*big, None, False, None, True, cfg)
     sdt = saved[0].dtype
-    gmax = None  # the kernels alone (the fp16 fallback launches are in fwd+bwd)
-    if tc._dot(cfg, big[0]).startswith("fp16"):
-        gmax = do.abs().amax().float().reshape(1)
+    # the kernels alone (the fp16 fallback launches are in fwd+bwd); dO scaled exactly when _bwd scales it, so the
+    # "_no_check" ablation drops the scale here too
+    gmax = tc._dout_max(do) if tc._fp16_check(cfg, big[0])[0] is not None else None
     t_ds = bench(lambda: tc._bwd_dstate(*big[:3], *big[4:], layout, do, None, False, None, sdt, cfg, gmax))
     dsaved, _, _ = tc._bwd_dstate(*big[:3], *big[4:], layout, do, None, False, None, sdt, cfg, gmax)
     t_g = bench(lambda: tc._bwd_grad(*big, saved, dsaved, layout, do, None, cfg, gmax))

@@ -147,6 +147,13 @@ def _fp16_check(cfg: dict, x: torch.Tensor, flag: torch.Tensor | None = None):
     return flag, dict(cfg, DOT="tf32", DOT_STATE="tf32")
 
 
+def _dout_max(do: torch.Tensor) -> torch.Tensor:
+    """max |dO| as fp32 [1], on the device: the fp16 products' dO scale (_grad_scale) is computed from it."""
+    if not do.numel():  # the inf-norm has no value for an empty tensor
+        return torch.zeros(1, device=do.device)
+    return torch.linalg.vector_norm(do, float("inf"), dtype=torch.float32).reshape(1)
+
+
 def _maxnreg(n: int | None) -> dict:
     """The ``maxnreg`` launch option (a register cap per thread, for more resident blocks) where one is set: not
     passed at all otherwise, nor under the interpreter, which has no registers."""
@@ -681,10 +688,7 @@ def _bwd(r, w, k, v, a, b, saved, layout, do, dht, need_dh0, cu_seqlens, cfg=Non
     a non-finite value."""
     cfg = cfg or CONFIG
     flag, cfg32 = _fp16_check(cfg, r, fwd_flag.clone() if fwd_flag is not None else None)
-    gmax = None
-    if flag is not None:  # max |dO| (the inf-norm has no value for an empty tensor)
-        gmax = (torch.linalg.vector_norm(do, float("inf"), dtype=torch.float32).reshape(1) if do.numel()
-                else torch.zeros(1, device=do.device))
+    gmax = _dout_max(do) if flag is not None else None
     dsaved, dv, dh0 = _bwd_dstate(r, w, k, a, b, layout, do, dht, need_dh0, cu_seqlens, saved[0].dtype, cfg, gmax,
                                   flag)
     grads = _bwd_grad(r, w, k, v, a, b, saved, dsaved, layout, do, cu_seqlens, cfg, gmax, flag)
