@@ -129,7 +129,9 @@ def export_backbone(lightning_ckpt: str | Path, out: str | Path) -> Path:
     from ..backbone import RWKV7
     from ..backbone.checkpoint import infer_config
 
-    state = torch.load(lightning_ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    from .checkpoint_io import read_checkpoint
+
+    state = read_checkpoint(lightning_ckpt, what="export_backbone")["state_dict"]
     prefix = "model.backbone."
     sd = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
     if not sd:
