@@ -9,9 +9,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
 
 from .build import build_model
 from .checkpoint_io import AtomicCheckpointIO, read_checkpoint
