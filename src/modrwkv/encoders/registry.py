@@ -36,9 +36,9 @@ def _wavenet(**defaults):
     def build(checkpoint, **kw):
         enc = WaveNetEncoder(**{**defaults, **kw})
         if checkpoint is not None:
-            import torch
+            from ..safe_load import read_checkpoint
 
-            enc.load_state_dict(torch.load(str(checkpoint), map_location="cpu", weights_only=True))
+            enc.load_state_dict(read_checkpoint(checkpoint, what="wavenet weights"))
         return enc
 
     return build
