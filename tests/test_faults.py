@@ -53,8 +53,10 @@ def wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 300) -> N
                          ids=["offline-0-workers", "shards-2-workers"])
 def test_kill9_then_resume_gives_bit_identical_weights(tmp_path, data_dir, data):
     if "data=shards" in data:  # the generated dataset, read as converted shards
-        run_train(tmp_path / "gen", "logger=none", "preset.max_steps=1", "test_after_training=false",
-                  data_dir=data_dir)
+        if not (data_dir / "vision-tiny").exists():
+            (tmp_path / "gen").mkdir()
+            run_train(tmp_path / "gen", "logger=none", "preset.max_steps=1", "test_after_training=false",
+                      data_dir=data_dir)
         data = [*data, f"data.root={data_dir}/vision-tiny"]
     run_train(tmp_path, *STEPS, *data, f"hydra.run.dir={tmp_path}/full", data_dir=data_dir)
     killed_dir = tmp_path / "killed"
@@ -67,7 +69,8 @@ def test_kill9_then_resume_gives_bit_identical_weights(tmp_path, data_dir, data)
     saved = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
     assert 0 < saved["global_step"] < 10
     run_train(tmp_path, *STEPS, *data, f"resume={ckpt}", f"hydra.run.dir={tmp_path}/resumed", data_dir=data_dir)
-    full, resumed = weights(tmp_path / "full/checkpoints/last.ckpt"), weights(tmp_path / "resumed/checkpoints/last.ckpt")
+    full = weights(tmp_path / "full/checkpoints/last.ckpt")
+    resumed = weights(tmp_path / "resumed/checkpoints/last.ckpt")
     assert full.keys() == resumed.keys()
     different = [k for k in full if not torch.equal(full[k], resumed[k])]
     assert not different, f"resumed from step {saved['global_step']}: {len(different)} tensors differ"
@@ -138,6 +141,7 @@ def test_preemption_signal_saves_a_checkpoint_marks_killed_and_resume_finishes(t
               f"hydra.run.dir={tmp_path}/resumed", data_dir=data_dir)
     runs = mlflow_runs(tmp_path)
     assert list(runs["status"]) == ["FINISHED"] and list(runs["tags.modrwkv.resumes"]) == ["1"]
+    assert runs["tags.modrwkv.resume_changes"].iloc[0] == f"max_steps: 400 -> {step + 2}"
 
 
 @pytest.fixture(scope="module")

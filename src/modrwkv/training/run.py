@@ -20,7 +20,14 @@ from .mlflow_runs import job_run_name, parent_run_id
 from .module import ModRWKVModule
 from .params import run_params
 from .preemption import Preempted, PreemptionCheckpoint
-from .run_bookkeeping import RunInfo, checkpoint_run_id, close_dead_runs, process_tags, reopen_run
+from .run_bookkeeping import (
+    RunInfo,
+    checkpoint_run_id,
+    close_dead_runs,
+    log_params_on_resume,
+    process_tags,
+    reopen_run,
+)
 
 log = logging.getLogger("modrwkv.train")
 
@@ -128,7 +135,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, plugins=plugins, **cluster)
     check_launch(trainer, multirun=is_multirun())
     if logger:  # Lightning's loggers write on global rank 0 only
-        logger.log_hyperparams(run_params(cfg))
+        resumed = cfg.get("resume") and run_id is not None and run_id == checkpoint_run_id(cfg.resume)
+        if resumed:  # the checkpoint's own run, reopened: its params are already there
+            log_params_on_resume(logger.experiment, run_id, run_params(cfg))
+        else:
+            logger.log_hyperparams(run_params(cfg))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"), weights_only=True)
         if cfg.get("test_after_training", True) and not trainer.fast_dev_run:

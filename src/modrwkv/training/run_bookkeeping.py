@@ -98,6 +98,22 @@ def reopen_run(client, run_id: str, checkpoint: str) -> bool:
     return True
 
 
+def log_params_on_resume(client, run_id: str, params: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Log ``params`` into a reopened run: new keys are logged; MLflow params cannot change, so a value that
+    differs from the original run's (e.g. a longer ``max_steps``) is recorded in the tag ``modrwkv.resume_changes``
+    instead. Returns ``{key: (old, new)}`` of the changed ones."""
+    old = client.get_run(run_id).data.params
+    new = {k: str(v) for k, v in params.items() if k not in old}
+    changed = {k: (old[k], str(v)) for k, v in params.items() if k in old and old[k] != str(v)}
+    for key, value in new.items():
+        client.log_param(run_id, key, value)
+    if changed:
+        note = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items()))
+        client.set_tag(run_id, "modrwkv.resume_changes", note[:4000])
+        log.warning("resume: changed since the original run: %s", note)
+    return changed
+
+
 class RunInfo(L.Callback):
     """Writes the MLflow run id into every checkpoint (``checkpoint["modrwkv"]["mlflow_run_id"]``)."""
 
