@@ -320,8 +320,9 @@ def test_experiment_runs_end_to_end_at_the_tiny_preset(tmp_path, monkeypatch, ex
     monkeypatch.setenv("MODRWKV_ROOT", str(tmp_path))
     cfg = compose([f"experiment={experiment}", f"encoder={encoder}", "preset.max_steps=2", "preset.val_every=2",
                    "preset.warmup_steps=1", "preset.data_sizes={train:16,val:8,test:8}", "preset.batch_size=8",
-                   "preset.eval_batch_size=8", "preset.limit_val_batches=1", "eval.max_batches=1", "logger=none",
-                   "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+                   "preset.eval_batch_size=8", "preset.limit_val_batches=1", "eval.max_batches=1",
+                   "eval.max_new_tokens=16", "logger=none", "trainer.enable_progress_bar=false",
+                   "trainer.enable_model_summary=false",
                    f"paths.output={tmp_path / 'out'}", f"paths.data={tmp_path / 'data'}"])
     metrics = train(cfg)
     assert math.isfinite(metrics["test/loss"]) and math.isfinite(metrics[metric])
