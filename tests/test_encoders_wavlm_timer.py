@@ -10,8 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("transformers")
-
 from analysis.sweep_configs import compose, compose_job, job_overrides
 from modrwkv.encoders import TimerEncoder, WavLMEncoder, WeightsNotFoundError, build_encoder
 from modrwkv.encoders.timer import TIMER_CONFIGS
