@@ -91,7 +91,7 @@ def test_wavlm_pytorch_model_bin_and_hidden_layer(tmp_path):
 
 
 # the UniLM release's names of each transformers tensor (written out here, independently of the loader's mapping)
-def _to_unilm(hf_key: str) -> str:
+def _to_unilm(hf_key: str, group_norm: bool) -> str:
     layer = {"attention.gru_rel_pos_const": "self_attn.grep_a", "attention.gru_rel_pos_linear": "self_attn.grep_linear",
              "attention.rel_attn_embed": "self_attn.relative_attention_bias", "attention.k_proj": "self_attn.k_proj",
              "attention.q_proj": "self_attn.q_proj", "attention.v_proj": "self_attn.v_proj",
@@ -113,32 +113,37 @@ def _to_unilm(hf_key: str) -> str:
     parts = hf_key.split(".")
     if hf_key.startswith("feature_extractor.conv_layers."):
         i, kind, what = parts[2], parts[3], parts[4]
-        return f"feature_extractor.conv_layers.{i}." + {"conv": "0", "layer_norm": "2.1"}[kind] + f".{what}"
+        # (conv, dropout, norm, GELU); the norm is GroupNorm (Base+, layer 0) or (Transpose, LayerNorm, Transpose)
+        norm = "2" if group_norm else "2.1"
+        return f"feature_extractor.conv_layers.{i}." + {"conv": "0", "layer_norm": norm}[kind] + f".{what}"
     i, rest = parts[2], ".".join(parts[3:])
     if rest in layer:  # gru_rel_pos_const: a parameter, not a module
         return f"encoder.layers.{i}.{layer[rest]}"
     return f"encoder.layers.{i}.{layer[rest.rsplit('.', 1)[0]]}.{parts[-1]}"
 
 
-def test_wavlm_unilm_pt_matches_the_model_it_was_written_from(tmp_path):
-    ref = _hf_wavlm("tiny-wavlm-large")
+@pytest.mark.parametrize("name, large", [("tiny-wavlm-large", True), ("tiny-wavlm-base-plus", False)])
+def test_wavlm_unilm_pt_matches_the_model_it_was_written_from(tmp_path, name, large):
+    ref = _hf_wavlm(name)
     c = ref.config
-    cfg = {"extractor_mode": "layer_norm", "encoder_layers": c.num_hidden_layers, "encoder_embed_dim": c.hidden_size,
-           "encoder_ffn_embed_dim": c.intermediate_size, "encoder_attention_heads": c.num_attention_heads,
-           "activation_fn": "gelu", "layer_norm_first": True, "conv_bias": False, "normalize": True,
+    cfg = {"extractor_mode": "layer_norm" if large else "default", "encoder_layers": c.num_hidden_layers,
+           "encoder_embed_dim": c.hidden_size, "encoder_ffn_embed_dim": c.intermediate_size,
+           "encoder_attention_heads": c.num_attention_heads, "activation_fn": "gelu", "layer_norm_first": large,
+           "conv_bias": False, "normalize": large,
            "conv_feature_layers": "[(16,10,5)] + [(16,3,2)] * 4 + [(16,2,2)] * 2", "conv_pos": 16,
            "conv_pos_groups": 2, "relative_position_embedding": True, "num_buckets": 32, "max_distance": 80,
            "gru_rel_pos": True, "dropout": 0.1, "feature_grad_mult": 1.0}
-    state = {_to_unilm(k): v for k, v in ref.state_dict().items()}
+    state = {_to_unilm(k, group_norm=not large): v for k, v in ref.state_dict().items()}
     state["label_embs_concat"] = torch.zeros(4, 8)  # a pretraining-only tensor the encoder ignores
-    torch.save({"cfg": cfg, "model": state}, tmp_path / "WavLM-Large.pt")
-    enc = build_encoder("tiny-wavlm-large", weights=tmp_path / "WavLM-Large.pt")
-    assert enc.normalize  # the checkpoint's cfg["normalize"]
+    file = "WavLM-Large.pt" if large else "WavLM-Base+.pt"
+    torch.save({"cfg": cfg, "model": state}, tmp_path / file)
+    enc = build_encoder(name, weights=tmp_path / file)
+    assert enc.normalize is large  # the checkpoint's cfg["normalize"]
     raw = _clips()[1]
     feats, lengths = _encode(enc, [raw])
     wav = torch.from_numpy(raw)[None]
     with torch.no_grad():  # UniLM's recipe: layer_norm over the utterance when cfg.normalize
-        want = ref(F.layer_norm(wav, wav.shape)).last_hidden_state
+        want = ref(F.layer_norm(wav, wav.shape) if large else wav).last_hidden_state
     torch.testing.assert_close(feats, want, rtol=1e-3, atol=1e-3)
 
 
