@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..modalities import canonical_name
 from .audio import WHISPER_DIMS, WhisperEncoder
 from .base import ModalityEncoder, resolve_weight_file
 from .series import WaveNetEncoder
@@ -105,7 +106,9 @@ ENCODERS: dict[str, EncoderSpec] = {
 
 
 def list_encoders(modality: str | None = None) -> list[str]:
-    """Registered encoder names, optionally of one modality."""
+    """Registered encoder names, optionally of one modality (any of its names)."""
+    if modality is not None:
+        modality = canonical_name(modality)
     return sorted(n for n, s in ENCODERS.items() if modality is None or s.modality == modality)
 
 
