@@ -55,8 +55,9 @@ _IGNORED = re.compile(r"^(lm_head|projector|classifier|label_embs_concat|final_p
 def _wavlm_config(fields: dict):
     from transformers import WavLMConfig
 
-    # frozen feature extractor: no spec-augment masking or layer drop even if a parent puts it in train mode
-    return WavLMConfig(**{**fields, "apply_spec_augment": False, "layerdrop": 0.0})
+    # from_dict: a published config.json's legacy fields (torch_dtype, gradient_checkpointing, ...) are handled as
+    # transformers does. No spec-augment masking or layer drop, even if a parent module puts the encoder in train mode.
+    return WavLMConfig.from_dict({**fields, "apply_spec_augment": False, "layerdrop": 0.0})
 
 
 # -- UniLM .pt ------------------------------------------------------------------------------------------------------
