@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from analysis.sweep_configs import compose, compose_job, job_overrides
-from modrwkv.encoders import TimerEncoder, WavLMEncoder, WeightsNotFoundError, build_encoder
+from modrwkv.encoders import TimerEncoder, WavLMEncoder, build_encoder
 from modrwkv.encoders.timer import TIMER_CONFIGS
 from modrwkv.encoders.wavlm import WAVLM_CONFIGS
 from modrwkv.training.build import build_model
+from modrwkv.weights import WeightFileMissing
 
 CLIPS = [16000, 7000, 3201]  # samples: 1 s, 0.44 s, 0.2 s -> 49, 21, 9 features
 
@@ -275,16 +276,18 @@ def test_timer_base_84m_has_the_released_size_and_names():
                                          ("wavlm-base-plus", ["pytorch_model.bin", "WavLM-Base+.pt"]),
                                          ("timer-base-84m", ["model.safetensors"])])
 def test_missing_weight_file_is_named(tmp_path, name, files):
-    with pytest.raises(WeightsNotFoundError) as info:
+    with pytest.raises(WeightFileMissing) as info:
         build_encoder(name, weights=tmp_path)
     assert all(f in str(info.value) for f in files) and str(tmp_path / name) in str(info.value)
 
 
-def test_hf_folder_without_config_json_is_named(tmp_path):
-    (tmp_path / "timer-base-84m").mkdir()
-    (tmp_path / "timer-base-84m" / "model.safetensors").write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="config.json"):
-        build_encoder("timer-base-84m", weights=tmp_path)
+@pytest.mark.parametrize("name", ["timer-base-84m", "wavlm-large"])
+def test_hf_folder_without_config_json_is_named(tmp_path, name):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "model.safetensors").write_bytes(b"")
+    with pytest.raises(WeightFileMissing, match="config.json") as info:
+        build_encoder(name, weights=tmp_path)
+    assert str(tmp_path / name) in str(info.value)
 
 
 def test_paper_preset_builds_the_real_sizes_and_names_missing_files(tmp_path):
@@ -306,7 +309,7 @@ def test_paper_preset_builds_the_real_sizes_and_names_missing_files(tmp_path):
     chain = [info.value]
     while chain[-1].__cause__ is not None:
         chain.append(chain[-1].__cause__)
-    assert any(isinstance(e, WeightsNotFoundError) for e in chain)
+    assert any(isinstance(e, WeightFileMissing) for e in chain)
     assert "model.safetensors" in str(info.value) and str(tmp_path / "timer-base-84m") in str(info.value)
 
 

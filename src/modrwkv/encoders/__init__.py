@@ -1,8 +1,9 @@
 """Modality encoders (vision via open_clip, audio via whisper / WavLM, time series via WaveNet / Timer) behind one
 interface."""
 
+from ..weights import WeightFileMissing, resolve_weight_file
 from .audio import WhisperEncoder
-from .base import ModalityEncoder, WeightsNotFoundError, resolve_weight_file
+from .base import ModalityEncoder, WeightsNotFoundError
 from .registry import ENCODERS, EncoderSpec, build_encoder, list_encoders
 from .series import WaveNetEncoder, normalize_series
 from .timer import TimerEncoder
@@ -17,6 +18,7 @@ __all__ = [
     "TimerEncoder",
     "WaveNetEncoder",
     "WavLMEncoder",
+    "WeightFileMissing",
     "WeightsNotFoundError",
     "WhisperEncoder",
     "build_encoder",

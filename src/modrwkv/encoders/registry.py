@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..modalities import canonical_name
+from ..weights import resolve_weight_file
 from .audio import WHISPER_DIMS, WhisperEncoder
-from .base import ModalityEncoder, resolve_weight_file
+from .base import ModalityEncoder
 from .series import WaveNetEncoder
 from .timer import TIMER_CONFIGS, TimerEncoder
 from .vision import OPEN_CLIP_FILES, TINY_MODEL_CONFIGS, OpenClipVisionEncoder
@@ -121,7 +122,7 @@ def build_encoder(name: str, weights: str | os.PathLike | None = None, pretraine
         weights: a weight file, or a folder holding it (directly or under `<name>/`); None = $MODRWKV_WEIGHTS.
         pretrained: load weights; defaults to True for the real (pretrained) encoders and to "only if `weights`
             is given" for tiny variants and WaveNet. A real encoder whose file is missing raises
-            WeightsNotFoundError naming the file and folder; pretrained=False gives a random init.
+            WeightFileMissing naming the file and folder; pretrained=False gives a random init.
         kwargs: passed to the encoder (e.g. frozen=False, or WaveNet sizes).
     """
     if name not in ENCODERS:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..weights import WeightFileMissing
 from .base import ModalityEncoder
 from .series import normalize_series
 
@@ -179,7 +180,7 @@ def load_timer_folder(path: str | os.PathLike) -> tuple[TimerConfig, dict[str, t
     cfg_file, weights = folder / "config.json", folder / "model.safetensors"
     for f in (cfg_file, weights):
         if not f.is_file():
-            raise FileNotFoundError(f"Timer folder {folder}: {f.name} is missing (the Hugging Face thuml/"
+            raise WeightFileMissing(f"Timer folder {folder}: {f.name} is missing (the Hugging Face thuml/"
                                     "timer-base-84m folder has config.json and model.safetensors)")
     d = json.loads(cfg_file.read_text())
     if d.get("model_type", "timer") != "timer":

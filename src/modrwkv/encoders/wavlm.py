@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..weights import WeightFileMissing
 from .base import ModalityEncoder
 
 SAMPLE_RATE = 16000
@@ -185,7 +186,7 @@ def load_hf_folder(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Ten
     folder = Path(folder)
     cfg_file = folder / "config.json"
     if not cfg_file.is_file():
-        raise FileNotFoundError(f"WavLM folder {folder}: config.json is missing (the Hugging Face folder has "
+        raise WeightFileMissing(f"WavLM folder {folder}: config.json is missing (the Hugging Face folder has "
                                 "config.json beside model.safetensors / pytorch_model.bin)")
     fields = json.loads(cfg_file.read_text())
     if fields.get("model_type") != "wavlm":
@@ -197,7 +198,7 @@ def load_hf_folder(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Ten
     elif (folder / "pytorch_model.bin").is_file():
         state = torch.load(str(folder / "pytorch_model.bin"), map_location="cpu", weights_only=True)
     else:
-        raise FileNotFoundError(f"WavLM folder {folder}: neither model.safetensors nor pytorch_model.bin is there")
+        raise WeightFileMissing(f"WavLM folder {folder}: neither model.safetensors nor pytorch_model.bin is there")
     # a task model (WavLMForCTC, ...) keeps the encoder under "wavlm."
     if any(k.startswith("wavlm.") for k in state):
         state = {k[len("wavlm."):]: v for k, v in state.items() if k.startswith("wavlm.")}
