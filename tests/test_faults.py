@@ -217,9 +217,9 @@ def test_malicious_pickle_runs_nothing_on_any_loading_path(tmp_path, malicious):
     from modrwkv.backbone import RWKV7
     from modrwkv.encoders.registry import build_encoder
     from modrwkv.safe_load import CheckpointError
+    from modrwkv.training.build import load_stage_checkpoint
     from modrwkv.training.checkpoint_io import AtomicCheckpointIO
     from modrwkv.training.lm import export_backbone
-    from modrwkv.training.run import load_stage_checkpoint
 
     evil, marker = malicious
     paths = {

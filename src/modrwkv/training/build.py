@@ -1,11 +1,18 @@
-"""Build the model from a composed config, after checking that the choices fit together (before any work)."""
+"""Build the model from a composed config, after checking that the choices fit together (before any work), and
+start it from an earlier stage's weights."""
 
 from __future__ import annotations
 
+import logging
+
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ..modalities import find_modality
+from ..safe_load import read_checkpoint
+
+log = logging.getLogger("modrwkv.train")
 
 
 class ConfigError(ValueError):
@@ -49,3 +56,16 @@ def build_model(cfg: DictConfig, device: str | None = None):
     train_encoder = "encoder" in parts and cfg.encoder.get("trainable", True)
     model.freeze(encoder=not train_encoder, adapter="adapter" not in parts, backbone="backbone" not in parts)
     return model
+
+
+def load_stage_checkpoint(model: torch.nn.Module, path: str) -> None:
+    """Start from another run's weights (e.g. stage 2 from stage 1): model weights only, not the optimiser."""
+    ckpt = read_checkpoint(path, what="stage.init_from")
+    if "state_dict" not in ckpt:
+        raise ValueError(f"stage.init_from={path}: not a Lightning checkpoint of an earlier stage (no state_dict)")
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or missing:
+        raise ValueError(f"{path} does not fit this model (different encoder/adapter/backbone?): "
+                         f"missing {missing[:8]}, unexpected {unexpected[:8]}")
+    log.info("initialised from %s", path)

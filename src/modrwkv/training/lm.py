@@ -3,8 +3,9 @@
     python src/train.py task=lm backbone.scale=0.4b                  # writes ${paths.weights}/tiny-lm-base.pth
     python src/train.py task=lm backbone.scale=0.4b task.variant=g1  # base trained further -> tiny-lm-g1.pth
 
-``training/run.py`` calls ``build_lm_run(cfg)`` and trains the returned model with the same LightningModule as the
-multimodal runs (modality "text": loss-only validation). The checkpoint is written at the end of training by the
+conf/task/lm.yaml makes ``training.tasks.text_lm`` the run's builder (``build_text_lm`` and data=text's
+``text_data``); the model trains with the same LightningModule as the multimodal runs (modality "text": loss-only
+validation). The checkpoint is written at the end of training by the
 ``SaveBackbone`` callback that conf/task/lm.yaml adds, in BlinkDL's .pth format, under the file name the preset
 expects (``preset.checkpoints.<variant>``).
 """
@@ -153,8 +154,9 @@ def init_checkpoint(cfg: DictConfig) -> str | None:
     return None
 
 
-def build_lm_run(cfg: DictConfig) -> tuple[nn.Module, TextDataModule, str]:
-    """(model, datamodule, "text") for ``training.run.train`` when ``cfg.task.name == "lm"``."""
+def build_text_lm(cfg: DictConfig) -> TextLM:
+    """The backbone of ``cfg.backbone`` as a ``TextLM``, from ``init_checkpoint(cfg)``: a missing start file raises
+    WeightFileMissing naming it, before any work (task=lm's model, ``training.tasks.text_lm``)."""
     ckpt = init_checkpoint(cfg)
     if ckpt:
         resolve_checkpoint(ckpt, cfg.paths.weights)  # a missing file: WeightFileMissing naming it, before any work
@@ -162,10 +164,13 @@ def build_lm_run(cfg: DictConfig) -> tuple[nn.Module, TextDataModule, str]:
     if ckpt:
         log.info("text pretraining continues from %s", ckpt)
     backbone.requires_grad_(True)
-    corpus = CorpusConfig(sources=tuple(cfg.task.corpus.sources), max_chars=int(cfg.task.corpus.max_chars),
-                          val_fraction=float(cfg.task.corpus.val_fraction),
-                          test_fraction=float(cfg.task.corpus.test_fraction))
-    data = TextDataModule(cfg.task.corpus.root, corpus, seq_len=int(cfg.task.seq_len),
-                          batch_size=int(cfg.task.batch_size), eval_batch_size=int(cfg.task.eval_batch_size),
-                          seed=int(cfg.seed))
-    return TextLM(backbone), data, "text"
+    return TextLM(backbone)
+
+
+def text_data(root: str, corpus: dict, seq_len: int, batch_size: int, eval_batch_size: int,
+              seed: int = 0) -> TextDataModule:
+    """The ``TextDataModule`` of conf/data/text.yaml (task=lm), its corpus options given as a mapping."""
+    corpus = CorpusConfig(sources=tuple(corpus["sources"]), max_chars=int(corpus["max_chars"]),
+                          val_fraction=float(corpus["val_fraction"]), test_fraction=float(corpus["test_fraction"]))
+    return TextDataModule(root, corpus, seq_len=int(seq_len), batch_size=int(batch_size),
+                          eval_batch_size=int(eval_batch_size), seed=int(seed))

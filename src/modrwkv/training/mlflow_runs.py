@@ -48,7 +48,7 @@ class MLflowParentRun(Callback):
         self.client = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        if config.logger.get("kind") != "mlflow":
+        if not config.logger.get("tracking_uri"):  # logger=mlflow is the one with a tracking store
             return
         from mlflow.tracking import MlflowClient
 

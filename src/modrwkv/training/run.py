@@ -12,75 +12,21 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from .build import build_model
 from .checkpoint_io import AtomicCheckpointIO, read_checkpoint
 from .distributed import check_launch, cluster_overrides, is_multirun
 from .guard import DivergenceGuard
-from .mlflow_runs import job_run_name, parent_run_id
+from .loggers import is_mlflow
 from .module import ModRWKVModule
 from .params import run_params
 from .preemption import Preempted, PreemptionCheckpoint
-from .run_bookkeeping import (
-    RunInfo,
-    checkpoint_run_id,
-    close_dead_runs,
-    log_params_on_resume,
-    process_tags,
-    reopen_run,
-)
+from .run_bookkeeping import RunInfo, checkpoint_run_id, log_params_on_resume
 
 log = logging.getLogger("modrwkv.train")
 
 
-def load_stage_checkpoint(model: torch.nn.Module, path: str) -> None:
-    """Start from another run's weights (e.g. stage 2 from stage 1): model weights only, not the optimiser."""
-    ckpt = read_checkpoint(path, what="stage.init_from")
-    if "state_dict" not in ckpt:
-        raise ValueError(f"stage.init_from={path}: not a Lightning checkpoint of an earlier stage (no state_dict)")
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or missing:
-        raise ValueError(f"{path} does not fit this model (different encoder/adapter/backbone?): "
-                         f"missing {missing[:8]}, unexpected {unexpected[:8]}")
-    log.info("initialised from %s", path)
-
-
 def make_logger(cfg: DictConfig):
-    """The MLflow logger of this job (a child of the sweep's parent run when in a multirun), or a CSV logger.
-
-    With MLflow, runs of this host whose process died are closed as KILLED first, and ``resume=`` continues the
-    checkpoint's own run (see ``run_bookkeeping``)."""
-    kind = cfg.logger.kind
-    if kind == "mlflow":
-        from lightning.pytorch.loggers import MLFlowLogger
-        from mlflow.tracking import MlflowClient
-
-        from .mlflow_runs import get_or_create_experiment
-
-        client = MlflowClient(tracking_uri=cfg.logger.tracking_uri)
-        close_dead_runs(client, get_or_create_experiment(client, cfg.logger.experiment_name,
-                                                         cfg.logger.artifact_location))
-        tags = {"modrwkv.kind": "job", **process_tags()}
-        parent = parent_run_id(cfg)
-        if parent:
-            tags["mlflow.parentRunId"] = parent
-        previous = checkpoint_run_id(cfg.resume) if cfg.get("resume") else None
-        if previous and reopen_run(client, previous, str(cfg.resume)):
-            log.info("resume: continuing MLflow run %s", previous)
-            return MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri,
-                                run_id=previous, artifact_location=cfg.logger.artifact_location)
-        if previous:
-            tags["modrwkv.resumed_run_id"] = previous  # that run is in another tracking store: link it
-        return MLFlowLogger(experiment_name=cfg.logger.experiment_name, run_name=job_run_name(cfg),
-                            tracking_uri=cfg.logger.tracking_uri, tags=tags,
-                            artifact_location=cfg.logger.artifact_location)
-    if kind == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-
-        return CSVLogger(save_dir=cfg.paths.output, name="csv")
-    if kind == "none":
-        return False
-    raise ValueError(f"unknown logger.kind {kind!r}; use mlflow, csv or none")
+    """The logger that conf/logger/<choice>.yaml builds (``training/loggers.py``); False for logger=none."""
+    return instantiate(cfg.logger)
 
 
 def _final_metrics(trainer: L.Trainer) -> dict[str, float]:
@@ -109,16 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         read_checkpoint(cfg.resume, what="resume", mmap=True)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
-    if cfg.get("task", {}).get("name", "multimodal") == "lm":
-        from .lm import build_lm_run
-
-        model, datamodule, modality = build_lm_run(cfg)
-    else:
-        model = build_model(cfg)
-        if cfg.stage.get("init_from"):
-            load_stage_checkpoint(model, cfg.stage.init_from)
-        datamodule = instantiate(cfg.data).bind(model)
-        modality = cfg.modality.name
+    model, datamodule, modality = instantiate(cfg.task.build)(cfg)  # conf/task/<choice>.yaml, training/tasks.py
     logger = make_logger(cfg)
     run_id = getattr(logger, "run_id", None) if logger else None
     module = ModRWKVModule(model, modality, optim=OmegaConf.to_container(cfg.stage, resolve=True),
@@ -155,7 +92,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except BaseException as exn:
         _end_run(logger, exn)
         raise
-    if logger and cfg.logger.kind == "mlflow" and trainer.is_global_zero:  # the other ranks have no MLflow run
+    if logger and is_mlflow(logger) and trainer.is_global_zero:  # the other ranks have no MLflow run
         client, run_id = logger.experiment, logger.run_id
         client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         client.log_text(run_id, json.dumps(metrics, indent=1, sort_keys=True), "final_metrics.json")
