@@ -3,23 +3,41 @@
     spec = get_modality("image")         # also by an alias: get_modality("vision") is the same spec
     spec.name                            # the one canonical name: a sample's "modality" and the key of its data
     spec.tag                             # where the modality goes in the user text, e.g. "<image>"
-    spec.codec()                         # how its data is checked, written to and read from shards (data/codecs.py)
+    spec.codec.get()                     # how its data is checked, written to and read from shards (data/codecs.py)
     spec.offline                         # the project's own generator (data/prepare.py)
     spec.metrics() / spec.score(...)     # validation metrics and how generated answers update them
     spec.max_new_tokens, spec.main_metric, spec.report_metrics
 
-Adding a modality is one entry here and one file in conf/modality/ (plus its encoders). The callables import their
-modules only when called, so importing this registry loads nothing heavy. ``text`` is the language-model task's
-pseudo-modality: no data member, no tag, loss-only evaluation.
+Adding a modality is one entry here and one file in conf/modality/ (plus its encoders). The entries name what
+they use by ``Ref("module:attr")``, imported only when used: importing this registry loads nothing heavy, and it
+imports none of the modules that import it. ``text`` is the language-model task's pseudo-modality: no data member,
+no tag, loss-only evaluation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A module attribute named ``"package.module:attr"``, imported when used: the registry imports none of the
+    modules it names (they import it), so there is no import cycle and importing it loads nothing heavy."""
+
+    path: str
+
+    def get(self) -> Any:
+        """The attribute itself (a class, a codec object, a function)."""
+        module, _, attr = self.path.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def __call__(self, *args, **kwargs) -> Any:
+        """Call the attribute."""
+        return self.get()(*args, **kwargs)
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -31,16 +49,17 @@ def split_seed(seed: int, split: str) -> int:
 class OfflineData:
     """The project's own generator of a modality: its config class and how one split is generated.
 
-    ``generate(n, seed, split, config, cache_dir)`` yields schema samples. A mapping config may name a preset under
-    ``preset_key`` (``config_class.preset(name, **rest)``, default ``default_preset``); ``manifest(config)`` adds
-    fields to the dataset's manifest.
+    ``config_class.get()`` is the generator's config dataclass; ``generate(n, seed, split, config, cache_dir)``
+    yields schema samples (``data/generators.py``). A mapping config may name a preset under ``preset_key``
+    (``config_class.preset(name, **rest)``, default ``default_preset``); ``manifest(config)`` adds fields to the
+    dataset's manifest.
     """
 
-    config_class: Callable[[], type]
-    generate: Callable[..., Any]
+    config_class: Ref
+    generate: Ref
     preset_key: str | None = None
     default_preset: str | None = None
-    manifest: Callable[[Any], dict] | None = None
+    manifest: Ref | None = None
 
 
 @dataclass(frozen=True)
@@ -51,10 +70,10 @@ class ModalitySpec:
     aliases: tuple[str, ...] = ()  # other names accepted for it (config choices, older data files)
     encoder_kind: str = ""  # what its encoders are called in messages ("vision", "time series")
     tag: str | None = None  # the placeholder tag in user text; None: the modality has no data member
-    codec: Callable[[], Any] | None = None  # -> the data codec (data/codecs.py)
+    codec: Ref | None = None  # .get(): the data codec (data/codecs.py)
     offline: OfflineData | None = None
-    metrics: Callable[[], dict] | None = None  # -> {name: torchmetrics.Metric}; None: loss-only evaluation
-    scorer: Callable[..., dict] | None = None  # (metrics, spec, samples, predictions) -> extra counts
+    metrics: Ref | None = None  # () -> {name: torchmetrics.Metric}; None: loss-only evaluation
+    scorer: Ref | None = None  # (metrics, spec, samples, predictions) -> extra counts
     reference: str | None = None  # the meta key holding a sample's reference answer
     max_new_tokens: int | None = None  # the generation budget of one answer
     main_metric: str = "val/loss"  # what a sweep of this modality is judged by
@@ -70,101 +89,27 @@ class ModalitySpec:
         return self.scorer(metrics, self, samples, predictions)
 
 
-# -- the callables of the entries (imports happen on call) -----------------------------------------------------------
-def _codec(name: str) -> Callable[[], Any]:
-    def load():
-        from modrwkv.data import codecs
-
-        return getattr(codecs, name)
-
-    return load
-
-
-def _shapes_config():
-    from modrwkv.data.shapes_vqa import ShapesVQAConfig
-
-    return ShapesVQAConfig
-
-
-def _shapes(n, seed, split, config, cache_dir=None):
-    from modrwkv.data.shapes_vqa import generate_shapes_vqa
-
-    return generate_shapes_vqa(n, split_seed(seed, split), config)
-
-
-def _shapes_manifest(config) -> dict:
-    from modrwkv.data.shapes_vqa import answer_vocabulary, chance_accuracy
-
-    return {"answer_vocabulary": answer_vocabulary(config), "chance_accuracy": chance_accuracy(config)}
-
-
-def _spoken_config():
-    from modrwkv.data.spoken_words import SpokenWordsConfig
-
-    return SpokenWordsConfig
-
-
-def _spoken(n, seed, split, config, cache_dir=None):
-    from modrwkv.data.spoken_words import generate_spoken_words
-
-    return generate_spoken_words(n, split_seed(seed, split), config, cache_dir=cache_dir)
-
-
-def _forecast_config():
-    from modrwkv.data.forecasting import ForecastConfig
-
-    return ForecastConfig
-
-
-def _forecast(n, seed, split, config, cache_dir=None):
-    from modrwkv.data.forecasting import generate_forecast_windows
-
-    return generate_forecast_windows(n, seed, split, config)  # splits are disjoint time ranges of one seed
-
-
-def _accuracy() -> dict:
-    from modrwkv.evaluation.metrics import AnswerAccuracy
-
-    return {"accuracy": AnswerAccuracy()}
-
-
-def _wer_cer() -> dict:
-    from modrwkv.evaluation.metrics import NormalizedCER, NormalizedWER
-
-    return {"wer": NormalizedWER(), "cer": NormalizedCER()}
-
-
-def _mse_mae() -> dict:
-    import torchmetrics
-
-    return {"mse": torchmetrics.MeanSquaredError(), "mae": torchmetrics.MeanAbsoluteError()}
-
-
-def _score_text(*args) -> dict:
-    from modrwkv.evaluation.scoring import score_text
-
-    return score_text(*args)
-
-
-def _score_forecast(*args) -> dict:
-    from modrwkv.evaluation.scoring import score_forecast
-
-    return score_forecast(*args)
-
-
+_CODECS, _GEN, _METRICS, _SCORING = ("modrwkv.data.codecs", "modrwkv.data.generators", "modrwkv.evaluation.metrics",
+                                     "modrwkv.evaluation.scoring")
 MODALITIES: dict[str, ModalitySpec] = {s.name: s for s in (
-    ModalitySpec("image", aliases=("vision",), encoder_kind="vision", tag="<image>", codec=_codec("IMAGE"),
-                 offline=OfflineData(_shapes_config, _shapes, "difficulty", "easy", _shapes_manifest),
-                 metrics=_accuracy, scorer=_score_text, reference="answer", max_new_tokens=8,
-                 main_metric="val/accuracy", report_metrics=("val/accuracy", "test/accuracy", "val/loss", "test/loss")),
-    ModalitySpec("audio", encoder_kind="audio", tag="<audio>", codec=_codec("AUDIO"),
-                 offline=OfflineData(_spoken_config, _spoken, "preset", "digits"),
-                 metrics=_wer_cer, scorer=_score_text, reference="transcript", max_new_tokens=48,
-                 main_metric="val/wer", report_metrics=("val/wer", "val/cer", "test/wer", "test/cer", "val/loss")),
+    ModalitySpec("image", aliases=("vision",), encoder_kind="vision", tag="<image>", codec=Ref(f"{_CODECS}:IMAGE"),
+                 offline=OfflineData(Ref("modrwkv.data.shapes_vqa:ShapesVQAConfig"), Ref(f"{_GEN}:shapes_vqa"),
+                                     "difficulty", "easy", Ref(f"{_GEN}:shapes_vqa_manifest")),
+                 metrics=Ref(f"{_METRICS}:accuracy_metrics"), scorer=Ref(f"{_SCORING}:score_text"),
+                 reference="answer", max_new_tokens=8, main_metric="val/accuracy",
+                 report_metrics=("val/accuracy", "test/accuracy", "val/loss", "test/loss")),
+    ModalitySpec("audio", encoder_kind="audio", tag="<audio>", codec=Ref(f"{_CODECS}:AUDIO"),
+                 offline=OfflineData(Ref("modrwkv.data.spoken_words:SpokenWordsConfig"), Ref(f"{_GEN}:spoken_words"),
+                                     "preset", "digits"),
+                 metrics=Ref(f"{_METRICS}:transcript_metrics"), scorer=Ref(f"{_SCORING}:score_text"),
+                 reference="transcript", max_new_tokens=48, main_metric="val/wer",
+                 report_metrics=("val/wer", "val/cer", "test/wer", "test/cer", "val/loss")),
     ModalitySpec("series", aliases=("timeseries",), encoder_kind="time series", tag="<series>",
-                 codec=_codec("SERIES"), offline=OfflineData(_forecast_config, _forecast),
-                 metrics=_mse_mae, scorer=_score_forecast, reference="target", max_new_tokens=96,
-                 main_metric="val/mse", report_metrics=("val/mse", "val/mae", "test/mse", "test/mae", "val/loss")),
+                 codec=Ref(f"{_CODECS}:SERIES"),
+                 offline=OfflineData(Ref("modrwkv.data.forecasting:ForecastConfig"), Ref(f"{_GEN}:forecast_windows")),
+                 metrics=Ref(f"{_METRICS}:forecast_metrics"), scorer=Ref(f"{_SCORING}:score_forecast"),
+                 reference="target", max_new_tokens=96, main_metric="val/mse",
+                 report_metrics=("val/mse", "val/mae", "test/mse", "test/mae", "val/loss")),
     ModalitySpec("text", encoder_kind="text"),
 )}
 _BY_NAME = {n: s for s in MODALITIES.values() for n in (s.name, *s.aliases)}

@@ -52,7 +52,7 @@ def make_config(modality: str, config=None):
     ``{"preset": "sequences"}`` (audio); series takes ``ForecastConfig`` fields.
     """
     spec, offline = _offline(modality)
-    cls = offline.config_class()
+    cls = offline.config_class.get()
     if isinstance(config, cls):
         return config
     fields = {k: tuple(v) if isinstance(v, list) or type(v).__name__ == "ListConfig" else v

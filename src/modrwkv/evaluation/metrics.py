@@ -65,6 +65,21 @@ class NormalizedCER(CharErrorRate):
         super().update([normalize_transcript(p) for p in preds], [normalize_transcript(t) for t in target])
 
 
+def accuracy_metrics() -> dict[str, torchmetrics.Metric]:
+    """Image answers: exact match of normalised answers."""
+    return {"accuracy": AnswerAccuracy()}
+
+
+def transcript_metrics() -> dict[str, torchmetrics.Metric]:
+    """Transcripts: word and character error rates of normalised text."""
+    return {"wer": NormalizedWER(), "cer": NormalizedCER()}
+
+
+def forecast_metrics() -> dict[str, torchmetrics.Metric]:
+    """Forecasts: mean squared and absolute error (on the context-normalised scale)."""
+    return {"mse": torchmetrics.MeanSquaredError(), "mae": torchmetrics.MeanAbsoluteError()}
+
+
 def build_metrics(modality: str) -> torchmetrics.MetricCollection:
     """The metrics of a modality (the registry's): image -> accuracy; audio -> wer, cer; series -> mse, mae."""
     from ..modalities import get_modality
