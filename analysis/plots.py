@@ -1,14 +1,11 @@
-"""The figures, as PNG files (matplotlib's Agg backend: no display needed)."""
+"""The figures, as PNG files (matplotlib Figure objects rendered to PNG: no display needed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
+from matplotlib.figure import Figure  # drawn without pyplot: no backend or display involved
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -16,7 +13,6 @@ def _save(fig, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -26,7 +22,8 @@ def plot_metric_vs_tokens(table: pd.DataFrame, metric: str, path: str | Path, pa
     ``table`` is a sweep table with a "tokens" column.
     """
     data = table.dropna(subset=["tokens"]).sort_values("tokens")
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     ax.plot(data["tokens"], data[metric], "o-", label=f"ours: {metric}")
     for _, row in data.iterrows():
         ax.annotate(str(row.get("conv (k,s)", "")), (row["tokens"], row[metric]), textcoords="offset points",
@@ -46,7 +43,8 @@ def plot_metric_vs_tokens(table: pd.DataFrame, metric: str, path: str | Path, pa
 def plot_training_curves(history: pd.DataFrame, path: str | Path) -> Path:
     """One panel per logged metric (train/loss, val/loss, val/accuracy, ...), one line per run, against step."""
     keys = [k for k in history["key"].unique()] if not history.empty else []
-    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.5 * max(1, len(keys)), 3.5), squeeze=False)
+    fig = Figure(figsize=(4.5 * max(1, len(keys)), 3.5))
+    axes = fig.subplots(1, max(1, len(keys)), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, run in history[history["key"] == key].groupby("run_name", sort=True):
             run = run.sort_values("step")
@@ -63,7 +61,8 @@ def plot_training_curves(history: pd.DataFrame, path: str | Path) -> Path:
 def plot_heatmap(table: pd.DataFrame, rows: str, cols: str, metric: str, path: str | Path) -> Path:
     """``metric`` on a rows x cols grid (Table 6's encoder x backbone size layout), values written in the cells."""
     grid = table.pivot_table(index=rows, columns=cols, values=metric, aggfunc="mean", sort=False)
-    fig, ax = plt.subplots(figsize=(1.6 * grid.shape[1] + 2, 0.9 * grid.shape[0] + 1.5))
+    fig = Figure(figsize=(1.6 * grid.shape[1] + 2, 0.9 * grid.shape[0] + 1.5))
+    ax = fig.subplots()
     im = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
     ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [str(i) for i in grid.index])

@@ -1,9 +1,9 @@
 """A sweep's table and figures from MLflow, in the paper's layout.
 
-    python analysis/summarize.py --sweep conv_reduction                     # the latest sweep of that name
-    python analysis/summarize.py --parent-run-id <id> --out analysis/out    # or one parent run
-    python analysis/summarize.py --list                                     # the sweeps in the store
-    python analysis/summarize.py --sweep backbone_init --all-parents        # every multirun of that name together
+    python -m analysis.summarize --sweep conv_reduction                     # the latest sweep of that name
+    python -m analysis.summarize --parent-run-id <id> --out analysis/out    # or one parent run
+    python -m analysis.summarize --list                                     # the sweeps in the store
+    python -m analysis.summarize --sweep backbone_init --all-parents        # every multirun of that name together
 
 Writes <out>/<sweep>.md and .csv (one row per configuration; the paper's numbers beside ours for the paper preset,
 or with --paper) and PNG figures (training curves; metric vs modality tokens; encoder x size heatmap).
@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for `analysis`
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "src"))  # modrwkv, if not installed
-
-from analysis.report import summarize  # noqa: E402
-from analysis.runs import default_tracking_uri, list_sweeps  # noqa: E402
+from analysis.report import summarize
+from analysis.runs import default_tracking_uri, list_sweeps
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import itertools
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -23,8 +22,6 @@ def sweep_names() -> list[str]:
 
 
 def _register_resolvers() -> None:
-    if str(REPO / "src") not in sys.path:
-        sys.path.insert(0, str(REPO / "src"))
     from modrwkv.training.resolvers import register_resolvers
 
     register_resolvers()

@@ -26,18 +26,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT / "src", ROOT / "bench"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+# bench/ is on sys.path when a bench runs as `python bench/<name>.py` (and in pytest: pyproject's pythonpath);
+# modrwkv is the installed package (`pip install -e .`) or PYTHONPATH=src (the device scripts)
+from transformer_baseline import TransformerConfig, TransformerLM
 
-from transformer_baseline import TransformerConfig, TransformerLM  # noqa: E402
-
-from modrwkv.adapters import build_adapter  # noqa: E402
-from modrwkv.backbone.config import RWKV7Config  # noqa: E402
-from modrwkv.backbone.model import RWKV7  # noqa: E402
-from modrwkv.data.chat import IGNORE_INDEX, PLACEHOLDER_ID, TURN_START, ChatTemplate  # noqa: E402
-from modrwkv.model import ModRWKV  # noqa: E402
+from modrwkv.adapters import build_adapter
+from modrwkv.backbone.config import RWKV7Config
+from modrwkv.backbone.model import RWKV7
+from modrwkv.data.chat import IGNORE_INDEX, PLACEHOLDER_ID, TURN_START, ChatTemplate
+from modrwkv.model import ModRWKV
 
 H100_BF16_DENSE_TFLOPS = 989.4  # NVIDIA H100 SXM datasheet, dense bf16 tensor-core peak (MFU denominator)
 

@@ -13,27 +13,30 @@ import argparse
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-os.environ.pop("TRITON_INTERPRET", None)  # the real compiler, not the interpreter
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler.compiler import ASTSource  # noqa: E402
-
-from modrwkv.kernels import triton_chunk as tc  # noqa: E402
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler.compiler import ASTSource
 
 POINTER_TYPES = {"states": "*bf16", "dstates": "*bf16", "ubuf": "*fp16", "dxbuf": "*fp16", "uexp": "*i8",
                  "dxexp": "*i8", "flag": "*i32", "gmax": "*fp32"}
 NOT_USED_DENSE = ("cu_seqlens", "state_offsets", "chunk_index")  # None for dense (not varlen) inputs
 
 
+def _kernels():
+    """The kernel module, its @triton.jit functions made for the real compiler: the interpreter switch is read when
+    the module is imported, so it is cleared first."""
+    os.environ.pop("TRITON_INTERPRET", None)
+    from modrwkv.kernels import triton_chunk
+
+    return triton_chunk
+
+
 def compile_grad_kernel(maxnreg: int | None, gate: bool, warps: int = 4) -> dict:
     """ptxas -v of _wkv7_bwd_grad_kernel (H=32, K=V=64, BT=16, bf16 inputs; fp16 products, or tf32 for the gate)."""
-    fn = tc._wkv7_bwd_grad_kernel
+    fn = _kernels()._wkv7_bwd_grad_kernel
     constexprs = dict(H=32, K=64, V=64, BT=16, IS_VARLEN=False, INV_PREC="ieee", DOT="tf32" if gate else "fp16",
                       DOTS="tf32" if gate else "bf16",
                       GSCALE=not gate, CHECK=not gate, GATE=gate, SCALED_UX=gate)
@@ -66,7 +69,7 @@ def compile_grad_kernel(maxnreg: int | None, gate: bool, warps: int = 4) -> dict
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--maxnreg", type=int, default=tc.CONFIG["MAXNREG_GRAD"], help="register cap (0: none)")
+    p.add_argument("--maxnreg", type=int, default=_kernels().CONFIG["MAXNREG_GRAD"], help="register cap (0: none)")
     p.add_argument("--gate", action="store_true", help="the gated tf32 fallback instead of the fp16 kernel")
     args = p.parse_args()
     print(f"maxnreg={args.maxnreg or None} gate={args.gate}: {compile_grad_kernel(args.maxnreg or None, args.gate)}")

@@ -5,15 +5,13 @@
     python src/train.py -m +sweep=conv_reduction               # one of the paper's tables (sweeps/)
 """
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # src/ (the package is also installed with pip -e)
+import hydra
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from modrwkv.training.resolvers import register_resolvers  # noqa: E402
+# run as `python src/train.py`, Python puts src/ first on sys.path, so this checkout's modrwkv is the one imported
+from modrwkv.training.resolvers import register_resolvers
 
 register_resolvers()
 

@@ -9,14 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from analysis import summarize as summarize_cli
+from analysis.paper_tables import TABLE6, TABLE7
+from analysis.plots import plot_heatmap
+from analysis.runs import list_sweeps, load_sweep
+from analysis.tables import runs_table, sweep_table, to_markdown
 
-from analysis import summarize as summarize_cli  # noqa: E402
-from analysis.paper_tables import TABLE6, TABLE7  # noqa: E402
-from analysis.plots import plot_heatmap  # noqa: E402
-from analysis.runs import list_sweeps, load_sweep  # noqa: E402
-from analysis.tables import runs_table, sweep_table, to_markdown  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -3,20 +3,13 @@
 The device numbers come from bench/run_device_e2e.sh; these tests only keep the scripts from rotting (tiny sizes).
 """
 
-import sys
-from pathlib import Path
-
+import common
 import pytest
 import torch
+from transformer_baseline import TransformerConfig, TransformerLM, rwkv_param_count
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
-
-import common  # noqa: E402
-from transformer_baseline import TransformerConfig, TransformerLM, rwkv_param_count  # noqa: E402
-
-from modrwkv.backbone.config import RWKV7Config  # noqa: E402
-from modrwkv.backbone.model import RWKV7  # noqa: E402
+from modrwkv.backbone.config import RWKV7Config
+from modrwkv.backbone.model import RWKV7
 
 
 @pytest.mark.parametrize("size", ["0.4b", "1.5b"])

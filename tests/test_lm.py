@@ -1,21 +1,16 @@
 """task=lm: the offline text corpus, the LM loss on packed rows, and the checkpoints the backbone_init sweep reads."""
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from modrwkv.backbone import RWKV7, RWKV7Config  # noqa: E402
-from modrwkv.backbone.factory import WeightFileMissing  # noqa: E402
-from modrwkv.data import text_corpus as tc  # noqa: E402
-from modrwkv.training.lm import TextLM, TokenChunks, pack  # noqa: E402
+from modrwkv.backbone import RWKV7, RWKV7Config
+from modrwkv.data import text_corpus as tc
+from modrwkv.training.lm import TextLM, TokenChunks, pack
+from modrwkv.weights import WeightFileMissing
 
 SMALL_CORPUS = ["task.corpus.max_chars=150000", "task.corpus.val_fraction=0.15", "task.corpus.test_fraction=0.15"]
 TINY_LM = ["preset.max_steps=2", "preset.val_every=2", "preset.warmup_steps=1", "task.batch_size=2",

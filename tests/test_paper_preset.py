@@ -1,21 +1,15 @@
 """preset=paper: every job of every sweep builds the paper's real architecture (on the meta device: shapes, no memory,
 no weights), and running without the weight files fails at once with a message naming the missing file."""
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from analysis.sweep_configs import compose_job, job_overrides  # noqa: E402
-from analysis.tokens import conv_tokens  # noqa: E402
-from modrwkv.backbone import RWKV7Config  # noqa: E402
-from modrwkv.backbone.factory import WeightFileMissing  # noqa: E402
-from modrwkv.encoders.base import WeightsNotFoundError  # noqa: E402
-from modrwkv.training.build import build_model  # noqa: E402
+from analysis.sweep_configs import compose_job, job_overrides
+from analysis.tokens import conv_tokens
+from modrwkv.backbone import RWKV7Config
+from modrwkv.training.build import build_model
+from modrwkv.weights import WeightFileMissing
 
 # the paper's backbones (RWKV-7 releases) and vision towers: (layers, width) and (width, tokens)
 BACKBONES = {"0.4b": (24, 1024), "1.5b": (24, 2048), "2.9b": (32, 2560)}
@@ -68,7 +62,7 @@ def _cause_chain(e: BaseException) -> list[BaseException]:
 
 @pytest.mark.parametrize("name, overrides, missing, kind", [
     # the encoder is built first, so its missing file is what a run without any weights reports
-    ("encoder_size", ["encoder=clip", "backbone.scale=2.9b"], "open_clip_model.safetensors", WeightsNotFoundError),
+    ("encoder_size", ["encoder=clip", "backbone.scale=2.9b"], "open_clip_model.safetensors", WeightFileMissing),
     # with the encoders' random init allowed, the backbone checkpoint the sweep asks for is the missing file
     ("backbone_init", ["backbone=g1", "preset.pretrained_encoders=false"], "rwkv7-g1-0.4b.pth", WeightFileMissing),
     ("conv_reduction", ["adapter=conv_3_2", "preset.pretrained_encoders=false"], "rwkv7-base-1.5b.pth",

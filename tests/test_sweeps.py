@@ -1,15 +1,10 @@
 """sweeps/: every search composes into the jobs the paper's table needs, and one job of each runs at the tiny preset."""
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from analysis.sweep_configs import compose_job, job_overrides, sweep_names, sweep_params  # noqa: E402
+from analysis.sweep_configs import compose_job, job_overrides, sweep_names, sweep_params
 
 # what each sweep must vary (the rows of the paper's table) and the config every job of it must have
 EXPECTED = {
