@@ -23,8 +23,10 @@ def sweep_names() -> list[str]:
 
 def _register_resolvers() -> None:
     from modrwkv.training.resolvers import register_resolvers
+    from modrwkv.training.sweep_group import register_sweeps
 
     register_resolvers()
+    register_sweeps(SWEEPS)
 
 
 def compose(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:

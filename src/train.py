@@ -12,10 +12,12 @@ from omegaconf import DictConfig
 
 # run as `python src/train.py`, Python puts src/ first on sys.path, so this checkout's modrwkv is the one imported
 from modrwkv.training.resolvers import register_resolvers
+from modrwkv.training.sweep_group import register_sweeps
 
+REPO = Path(__file__).resolve().parent.parent
+CONF = str(REPO / "conf")
 register_resolvers()
-
-CONF = str(Path(__file__).resolve().parent.parent / "conf")
+register_sweeps(REPO / "sweeps")  # sweeps/<name>.yaml is the config group option +sweep=<name>
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")
