@@ -1,4 +1,4 @@
-"""The paper's numbers (shared/PAPER.md, Tables 5-8), as data keyed like our runs' parameters.
+"""The paper's numbers (ModRWKV, arXiv 2505.14505, Tables 5-8), as data keyed like our runs' parameters.
 
 Keys use the values our runs log (params.py): encoder family (siglip2, clip), backbone.scale (0.4b, 1.5b, 2.9b),
 conv ("none" or "k,s"), adapter scale (2, 4, 8), checkpoint (random, base, g1).

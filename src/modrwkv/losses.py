@@ -9,7 +9,7 @@ import torch.nn.functional as F
 class L2Wrap(torch.autograd.Function):
     """Identity on the loss; in the backward, adds ``1e-4 / n * max logit`` at each row's argmax (BlinkDL's trainer).
 
-    It keeps the logits from growing without bound (RWKV7.md, "Optimiser"); the loss value is unchanged.
+    It keeps the logits from growing without bound (docs/RWKV7.md, "Training details"); the loss value is unchanged.
     """
 
     @staticmethod

@@ -1,6 +1,6 @@
 """RWKV-7 checkpoint formats: BlinkDL ``.pth`` and fla / Hugging Face (config.json + safetensors).
 
-Our parameter names are BlinkDL's; the fla names are a renaming plus transposes and squeezes (RWKV7.md):
+Our parameter names are BlinkDL's; the fla names are a renaming plus transposes and squeezes (docs/RWKV7.md):
 
     emb.weight            <-> model.embeddings.weight          head.weight <-> lm_head.weight
     ln_out.*              <-> model.norm.*

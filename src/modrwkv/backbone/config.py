@@ -1,4 +1,4 @@
-"""RWKV-7 sizes: a dataclass config and the named released sizes (RWKV7.md)."""
+"""RWKV-7 sizes: a dataclass config and the named released sizes (docs/RWKV7.md, "Released sizes")."""
 
 from __future__ import annotations
 

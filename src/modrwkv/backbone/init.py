@@ -1,4 +1,4 @@
-"""BlinkDL's RWKV-7 initialisation (RWKV7.md, "Initialisation")."""
+"""BlinkDL's RWKV-7 initialisation (docs/RWKV7.md, "Initialisation")."""
 
 from __future__ import annotations
 
