@@ -49,8 +49,12 @@ def wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 300) -> N
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("data", [["data.num_workers=0"], ["data=shards", "data.num_workers=2"]],
-                         ids=["offline-0-workers", "shards-2-workers"])
+LM = ["task=lm", "task.batch_size=2", "task.eval_batch_size=2", "trainer.limit_val_batches=1",
+      "task.corpus.max_chars=150000", "task.corpus.val_fraction=0.15", "task.corpus.test_fraction=0.15"]
+
+
+@pytest.mark.parametrize("data", [["data.num_workers=0"], ["data=shards", "data.num_workers=2"], LM],
+                         ids=["offline-0-workers", "shards-2-workers", "text-lm"])
 def test_kill9_then_resume_gives_bit_identical_weights(tmp_path, data_dir, data):
     if "data=shards" in data:  # the generated dataset, read as converted shards
         if not (data_dir / "vision-tiny").exists():
