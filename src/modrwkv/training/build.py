@@ -5,12 +5,11 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from .config_check import ConfigError
+
 # which encoder families serve which modality
 ENCODER_MODALITY = {"image": "vision", "audio": "audio", "series": "time series"}
-
-
-class ConfigError(ValueError):
-    """The configuration's choices do not fit together; the message says what to change."""
+__all__ = ["ConfigError", "ENCODER_MODALITY", "build_model", "check_config"]
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .build import build_model
+from .config_check import preflight
 from .distributed import check_launch, cluster_overrides, is_multirun
 from .mlflow_runs import job_run_name, parent_run_id
 from .module import ModRWKVModule
@@ -63,6 +64,7 @@ def _final_metrics(trainer: L.Trainer) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build, train and evaluate as ``cfg`` says; returns the final metrics. A crash marks the MLflow run FAILED."""
     cfg.paths.root = str(Path(cfg.paths.root).resolve())  # everything under it is then absolute too
+    preflight(cfg)  # every option checked (ConfigError) and the MLflow store ready, before any work
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     if cfg.get("task", {}).get("name", "multimodal") == "lm":
