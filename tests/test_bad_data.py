@@ -118,3 +118,33 @@ def test_convert_llava_skips_malformed_entries_and_images_that_do_not_decode(tmp
     assert report.skipped == {"bad_conversation": 2, "bad_entry": 2, "unreadable_image": 2}
     samples = list(make_dataset(tmp_path / "out"))
     assert [s["meta"]["id"] for s in samples] == ["1", "2"]
+
+
+@pytest.mark.slow
+def test_a_training_run_logs_train_and_validation_skips_apart(tmp_path):
+    """The real entry point on converted-style shards with corrupt records in train/ and val/: both counts logged."""
+    import shutil
+
+    from modrwkv.data.prepare import prepare_offline_dataset
+    from tests.suite_utils import mlflow_runs, run_train
+
+    prepared = prepare_offline_dataset("image", tmp_path / "gen", n_train=48, n_val=8, n_test=8,
+                                       config={"image_size": 32})
+    root = tmp_path / "shards"
+    for split in ("train", "val", "test"):
+        shutil.copytree(prepared.splits[split], root / split)
+    for split, bad in (("train", 2), ("val", 3)):
+        good = next(iter(make_dataset(root / split)))
+        records = []
+        for i in range(bad):
+            record = encode_sample({k: v for k, v in good.items() if k != "__url__"})
+            record["__key__"], record["png"] = f"bad{i}", b"\x89PNG\r\n\x1a\n truncated"
+            records.append(record)
+        write_shards(records, root / split, prefix="zz-bad")
+    run_train(tmp_path, "data=shards", f"data.root={root}", "preset.max_steps=6", "preset.val_every=6",
+              "eval.generate=false", "test_after_training=false", "trainer.limit_val_batches=null")
+    runs = mlflow_runs(tmp_path)
+    assert list(runs["status"]) == ["FINISHED"]
+    assert runs["metrics.data/skipped_val"].iloc[0] == 3.0
+    assert runs["metrics.data/skipped_train"].iloc[0] == 2.0  # 6 steps x 8 > 50 samples: the bad shard was read
+    assert runs["metrics.data/skipped"].iloc[0] == 5.0

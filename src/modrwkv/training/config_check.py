@@ -184,7 +184,7 @@ STEPS = Number(1, integer=True)
 COUNT = Number(0, integer=True)
 POSITIVE = Number(0, open_low=True)
 FRACTION = Number(0, 1)
-BATCHES = AnyOf((COUNT, FRACTION))  # Lightning: a number of batches or a fraction of the loader
+BATCHES = AnyOf((Number(0, integer=True, optional=True), FRACTION))  # Lightning: batches, a fraction, null: all
 
 COMMON: dict[str, object] = {
     "seed": Number(0, 2**32 - 1, integer=True),
@@ -200,7 +200,7 @@ COMMON: dict[str, object] = {
     "stage.min_lr_ratio": FRACTION,
     "stage.init_from": ExistingFile("a Lightning .ckpt of an earlier stage"),
     "trainer.max_steps": STEPS,
-    "trainer.val_check_interval": AnyOf((STEPS, Number(0, 1, open_low=True))),
+    "trainer.val_check_interval": AnyOf((Number(1, integer=True, optional=True), Number(0, 1, open_low=True))),
     "trainer.limit_val_batches": BATCHES,
     "trainer.limit_test_batches": BATCHES,
     "trainer.limit_train_batches": BATCHES,
