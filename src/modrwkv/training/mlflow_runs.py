@@ -76,8 +76,14 @@ class MLflowParentRun(Callback):
             return
         from mlflow.tracking import MlflowClient
 
+        from .config_check import ConfigError, check_tracking_uri, exit_with
+
         root = Path(config.paths.root).resolve()
         uri = config.logger.tracking_uri
+        problem = check_tracking_uri(str(uri))
+        if problem is not None:  # before the sweep starts: one line, exit status 2 (as train.py for a job)
+            exit_with(ConfigError(f"logger.tracking_uri={uri}: {problem}; point it at a writable place or log to "
+                                  "CSV files (logger=csv)"))
         prepare_store(config)
         self.client = MlflowClient(tracking_uri=uri)
         exp_id = get_or_create_experiment(self.client, config.logger.experiment_name,
