@@ -22,9 +22,10 @@ CONF = str(Path(__file__).resolve().parent.parent / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from modrwkv.training.config_check import exit_on_config_error
     from modrwkv.training.run import train
 
-    metrics = train(cfg)
+    metrics = exit_on_config_error(train, cfg)  # a bad option: one line on stderr, exit status 2
     objective = cfg.get("objective")
     return metrics.get(objective) if objective else None
 

@@ -6,10 +6,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ..modalities import find_modality
+from .config_check import ConfigError
 
-
-class ConfigError(ValueError):
-    """The configuration's choices do not fit together; the message says what to change."""
+__all__ = ["ConfigError", "build_model", "check_config"]
 
 
 def check_config(cfg: DictConfig) -> None:
