@@ -88,9 +88,13 @@ class MLflowParentRun(Callback):
         self.client = MlflowClient(tracking_uri=uri)
         exp_id = get_or_create_experiment(self.client, config.logger.experiment_name,
                                           config.logger.artifact_location)
+        from .run_bookkeeping import close_dead_runs, process_tags
+
+        close_dead_runs(self.client, exp_id)
         name = sweep_name(config)
-        run = self.client.create_run(exp_id, run_name=name, tags={"modrwkv.kind": "sweep", "modrwkv.sweep": name,
-                                                                  "modrwkv.preset": str(config.preset.name)})
+        tags = {"modrwkv.kind": "sweep", "modrwkv.sweep": name, "modrwkv.preset": str(config.preset.name),
+                **process_tags()}  # a sweep whose process dies is closed by the next run (run_bookkeeping)
+        run = self.client.create_run(exp_id, run_name=name, tags=tags)
         self.run_id = run.info.run_id
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_absolute():
