@@ -127,3 +127,11 @@ def test_train_py_exits_with_one_line_on_a_read_only_mlflow_db(tmp_path):
     assert f"the MLflow database {db} is not writable" in lines[-1] and "logger=csv" in lines[-1]
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "data").exists()
+
+
+def test_every_job_of_every_sweep_passes(tmp_path):
+    from analysis.sweep_configs import compose_job, job_overrides, sweep_names
+
+    for name in sweep_names():
+        for overrides in job_overrides(name):
+            check_values(compose_job(name, overrides, [f"paths.root={tmp_path}", f"paths.output={tmp_path / 'out'}"]))

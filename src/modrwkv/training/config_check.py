@@ -389,7 +389,8 @@ def _check_logger(cfg: DictConfig, problems: list[str]) -> None:
 
 
 def check_values(cfg: DictConfig) -> None:
-    """Raise one ``ConfigError`` listing every bad numeric or path option of ``cfg`` (nothing is created)."""
+    """Raise one ``ConfigError`` listing every bad numeric or path option of ``cfg`` (writability is probed with a
+    temporary file; nothing is left behind)."""
     raw = OmegaConf.to_container(cfg, resolve=False)
     problems: list[str] = []
     lm = OmegaConf.select(cfg, "task.name", default="multimodal") == "lm"
