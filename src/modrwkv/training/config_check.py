@@ -190,6 +190,7 @@ COMMON: dict[str, object] = {
     "seed": Number(0, 2**32 - 1, integer=True),
     "resume": ExistingFile("a Lightning .ckpt of an earlier run"),
     "test_after_training": BOOL,
+    "guard.max_bad_steps": COUNT,
     "paths.root": WritableDir("the project root: mlflow.db, outputs/ and data/ live there"),
     "paths.data": WritableDir("datasets are generated and cached there"),
     "stage.lr": POSITIVE,
