@@ -21,12 +21,12 @@ CONF = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[float] | None:
     from modrwkv.training.run import train
+    from modrwkv.training.search import objective_value
 
     metrics = train(cfg)
-    objective = cfg.get("objective")
-    return metrics.get(objective) if objective else None
+    return objective_value(cfg.get("objective"), metrics)  # raises when missing or not finite (a failed trial)
 
 
 if __name__ == "__main__":
