@@ -12,6 +12,7 @@ launches one Hydra job per trial. This subclass keeps its parsing and trial conf
   still missing, after marking the trials an interrupted sweep left RUNNING as FAIL;
 - the MLflow state of each trial's run follows Optuna's (COMPLETE: FINISHED, PRUNED: KILLED, FAIL: FAILED, tag
   ``optuna.state``), and the parent run gets the study's counts and best trial;
+- deletions (``~key``) on the command line reach the jobs unchanged;
 - failures abort the search only when more than ``max_failure_rate`` of this sweep's trials failed, judged from
   its third trial on (one early failure does not end a long search).
 """
@@ -117,7 +118,9 @@ class SearchSweeper(OptunaSweeperImpl):
         """Run the search: ask, launch, tell, until the study has ``n_trials`` finished trials."""
         self._process_searchspace_config()
         params_conf = self._parse_sweeper_params_config() + list(arguments)
-        distributions, fixed = create_params_from_overrides(params_conf)
+        # deletions (~key) go to every job as they are (hydra-optuna-sweeper 1.3 would turn them into "~key=None")
+        deletions = tuple(a for a in params_conf if a.startswith("~"))
+        distributions, fixed = create_params_from_overrides([a for a in params_conf if not a.startswith("~")])
         if self.search_space_distributions:
             distributions = {**self.search_space_distributions, **distributions}
         for name in fixed:  # a value on the command line fixes that parameter
@@ -125,7 +128,8 @@ class SearchSweeper(OptunaSweeperImpl):
         if self.storage is None:
             raise ValueError("hydra.sweeper.storage is not set: the jobs reach their trial through it (e.g. "
                              "sqlite:///<root>/optuna.db, as conf/search/paper.yaml sets)")
-        own = [k for k in (*distributions, *fixed) if k.lstrip("+~").startswith(f"{self.search_key}.")]
+        mine = {f"{self.search_key}.{k}" for k in ("trial", "storage", "study_name")}
+        own = [k for k in (*distributions, *fixed, *deletions) if k.lstrip("+~").split("=")[0] in mine]
         if own:
             raise ValueError(f"{own}: the sweeper sets {self.search_key}.trial/storage/study_name itself")
         directions = self._get_directions()
@@ -143,7 +147,7 @@ class SearchSweeper(OptunaSweeperImpl):
         while to_go > 0:
             batch = min(to_go, self.n_jobs)
             trials = [study.ask() for _ in range(batch)]
-            overrides = [tuple(o) + self._trial_overrides(study, t)
+            overrides = [tuple(o) + deletions + self._trial_overrides(study, t)
                          for o, t in zip(self._configure_trials(trials, distributions, fixed), trials)]
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
