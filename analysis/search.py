@@ -55,7 +55,7 @@ def search_trials(tracking_uri: str, study: str) -> pd.DataFrame:
         out[name] = kids[p] if p in kids else None
     for m in [c for c in kids if c.startswith("metrics.")]:
         out[m.removeprefix("metrics.")] = kids[m]
-    return out.sort_values("trial").reset_index(drop=True)
+    return out.dropna(axis=1, how="all").sort_values("trial").reset_index(drop=True)
 
 
 def pareto_front(frame: pd.DataFrame, objectives: list[str], directions: list[str]) -> pd.DataFrame:
@@ -75,6 +75,16 @@ def spread_importances(frame: pd.DataFrame, objective: str) -> pd.Series:
             spread[name] = float(means.max() - means.min())
     s = pd.Series(spread, dtype=float)
     return s / s.sum() if s.sum() > 0 else s
+
+
+def study_objectives(storage: str, study: str) -> tuple[list[str] | None, list[str]]:
+    """(objective metric names, directions) of the study, as the sweeper stored them."""
+    import optuna
+
+    s = optuna.load_study(study_name=study, storage=storage)
+    objective = s.user_attrs.get("objective")
+    names = None if objective is None else [objective] if isinstance(objective, str) else list(objective)
+    return names, [d.name.lower() for d in s.directions]
 
 
 def optuna_importances(storage: str, study: str) -> pd.Series:
@@ -135,11 +145,14 @@ def analyse(tracking_uri: str, study: str, out: Path, objectives: list[str] | No
             directions: list[str] | None = None, storage: str | None = None) -> SearchView:
     """Read the study's trials from MLflow; write trials.csv, best.csv, importances.csv and the PNGs to ``out``.
 
-    ``objectives``/``directions`` default to conf/search/paper.yaml's (val/accuracy, maximised). ``storage``: the
-    study's Optuna storage, for fANOVA importances (else pandas).
+    ``objectives``/``directions`` default to the study's (stored by the sweeper in ``storage``), else
+    conf/search/paper.yaml's (val/accuracy, maximised). ``storage``: the study's Optuna storage; with it, and the
+    study's own single objective, the importances are fANOVA's (else pandas').
     """
-    objectives = objectives or ["val/accuracy"]
-    directions = directions or ["maximize"] * len(objectives)
+    stored, stored_dirs = study_objectives(storage, study) if storage is not None else (None, [])
+    objectives = objectives or stored or ["val/accuracy"]
+    if directions is None:
+        directions = stored_dirs if objectives == stored else ["maximize"] * len(objectives)
     if len(directions) != len(objectives) or any(d not in ("maximize", "minimize") for d in directions):
         raise ValueError(f"directions={directions}: one of maximize/minimize per objective {objectives}")
     trials = search_trials(tracking_uri, study)
@@ -155,7 +168,7 @@ def analyse(tracking_uri: str, study: str, out: Path, objectives: list[str] | No
         best = pareto_front(done, objectives, directions)
     method = "spread of means"
     imp = spread_importances(done, objectives[0]) if not done.empty else pd.Series(dtype=float)
-    if storage is not None and len(objectives) == 1:
+    if storage is not None and objectives == stored and len(objectives) == 1:
         try:
             imp, method = optuna_importances(storage, study), "fANOVA"
         except (RuntimeError, ValueError) as e:  # too few complete trials, or no parameter varies

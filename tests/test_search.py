@@ -3,6 +3,7 @@ preset nested under one MLflow parent, its resumption after an interruption (wit
 failed jobs, and analysis/search.py on the search's MLflow data."""
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
@@ -15,6 +16,7 @@ from modrwkv.training.search import TrialDiverged, objective_value
 from modrwkv.training.search_sweeper import job_outcome
 from tests.suite_utils import mlflow_runs, run_train
 
+REPO = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 # fewer steps than the suite's tiny runs: one validation (step 2) per trial, where the pruner is asked
 SHORT = ["preset.max_steps=2", "preset.val_every=2", "preset.data_sizes={train:16,val:8,test:8}",
@@ -61,13 +63,38 @@ def test_analysis_of_the_search(searched, tmp_path):
     assert list(view.trials["trial"]) == [0, 1, 2] and set(view.trials["state"]) == {"COMPLETE"}
     best = _study(root).best_value
     assert view.best["val/accuracy"].iloc[0] == pytest.approx(best)
-    assert view.importances.empty or math.isclose(view.importances.sum(), 1.0, rel_tol=1e-6)
+    assert view.objectives == ["val/accuracy"] and view.directions == ["maximize"]  # the study's, from its storage
+    total = view.importances.sum()  # fANOVA's or the spread's: normalised, or all zero when every trial ties
+    assert total == 0 or math.isclose(total, 1.0, rel_tol=1e-6)
+    by_loss = analyse(f"sqlite:///{root}/mlflow.db", "search_paper", tmp_path / "l", objectives=["val/loss"],
+                      directions=["minimize"], storage=f"sqlite:///{root}/optuna.db")
+    assert by_loss.importance_method == "spread of means"  # not the study's objective: fANOVA would be wrong
+    assert math.isclose(by_loss.importances.sum(), 1.0, rel_tol=1e-6)  # val/loss differs between the trials
+    assert by_loss.best["val/loss"].iloc[0] == by_loss.trials["val/loss"].min()
+    assert view.files["importances"].read_bytes()[:8] == PNG
     assert view.files["history"].read_bytes()[:8] == PNG
     pareto = analyse(f"sqlite:///{root}/mlflow.db", "search_paper", tmp_path / "p",
                      objectives=["val/accuracy", "search/modality_tokens"], directions=["maximize", "minimize"])
     assert pareto.files["pareto"].read_bytes()[:8] == PNG and 1 <= len(pareto.best) <= 3
     with pytest.raises(LookupError, match="studies there"):
         analyse(f"sqlite:///{root}/mlflow.db", "no_such_study", tmp_path)
+
+
+def test_notebook_shows_the_search(searched, tmp_path, monkeypatch):
+    import nbclient
+    import nbformat
+
+    root, _ = searched
+    nb = nbformat.read(REPO / "analysis" / "search.ipynb", as_version=4)
+    for k, v in {"MODRWKV_ROOT": root, "MODRWKV_STUDY": "search_paper", "MODRWKV_ANALYSIS_OUT": tmp_path}.items():
+        monkeypatch.setenv(k, str(v))  # the kernel inherits this process's environment
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(REPO / "analysis")}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "study: search_paper" in text and "COMPLETE" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # history and importances
+    assert (tmp_path / "search_history.png").exists()
 
 
 def test_resume_after_an_interruption_with_a_pruned_trial(searched):
@@ -86,7 +113,7 @@ def test_resume_after_an_interruption_with_a_pruned_trial(searched):
     assert pruned["status"] == "KILLED" and pruned["tags.optuna.state"] == "PRUNED"
     assert pruned["metrics.search/pruned_at_step"] == 2
     parents = runs[runs["tags.modrwkv.kind"] == "sweep"].sort_values("start_time")
-    assert len(parents) == 2 and parents.iloc[1]["tags.optuna.resumed_at_trial"] == "3"
+    assert len(parents) == 2 and parents.iloc[1]["tags.optuna.resumed_at_trial"] == "4"  # trials 0-3 done
     assert pruned["tags.mlflow.parentRunId"] == parents.iloc[1]["run_id"]
     assert parents.iloc[1]["metrics.search/n_pruned"] == 1 and parents.iloc[1]["metrics.search/n_fail"] == 1
 

@@ -107,6 +107,8 @@ class SearchSweeper(OptunaSweeperImpl):
             raise ValueError(f"study {study.study_name!r} in {self.storage} has directions "
                              f"{[d.name for d in study.directions]}, not hydra.sweeper.direction={directions}: "
                              "use another study_name")
+        objective = OmegaConf.to_container(OmegaConf.create({"o": self.config.get("objective")}))["o"]
+        study.set_user_attr("objective", objective)  # what the values are (analysis/search.py reads it)
         client, _ = self._mlflow()
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
             log.warning("trial %d was left %s by an interrupted search: marked FAIL", t.number, t.state.name)
