@@ -144,3 +144,29 @@ def test_pareto_front_keeps_the_undominated():
     frame = pd.DataFrame({"acc": [0.5, 0.6, 0.4, 0.6], "tokens": [10, 20, 5, 30]})
     front = pareto_front(frame, ["acc", "tokens"], ["maximize", "minimize"])
     assert sorted(front.index) == [0, 1, 2]  # row 3 is dominated by row 1
+
+
+def test_callback_fails_a_diverged_trial_and_prunes_through_the_storage(tmp_path):
+    """SearchCallback on its own: a NaN loss raises TrialDiverged; with a trial, the report reaches the storage and
+    the pruner's decision raises TrialPruned."""
+    import torch
+
+    from modrwkv.training.search import SearchCallback
+
+    strategy = SimpleNamespace(reduce_boolean_decision=lambda d, all=True: d, broadcast=lambda o, src=0: o)
+    trainer = SimpleNamespace(sanity_checking=False, global_step=2, strategy=strategy, loggers=[],
+                              is_global_zero=True, callback_metrics={"train/loss": torch.tensor(float("nan"))})
+    with pytest.raises(TrialDiverged, match="train/loss"):
+        SearchCallback("val/accuracy").on_validation_end(trainer, None)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    number = study.ask().number
+    cb = SearchCallback("val/accuracy", trial=number, storage=storage, study_name="s",
+                        pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    cb.on_fit_start(trainer, None)
+    trainer.callback_metrics = {"train/loss": torch.tensor(1.0), "val/accuracy": torch.tensor(0.5)}
+    with pytest.raises(optuna.TrialPruned, match="step 2"):
+        cb.on_validation_end(trainer, None)
+    assert study.trials[0].intermediate_values == {2: 0.5}
+    with pytest.raises(ValueError, match="hydra.sweeper.storage"):
+        SearchCallback("val/accuracy", trial=0)

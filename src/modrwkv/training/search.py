@@ -131,27 +131,30 @@ class SearchCallback(L.Callback):
         if trainer.sanity_checking:
             return
         metrics = trainer.callback_metrics
-        for name in ("train/loss", "val/loss", self.monitor):
-            v = metrics.get(name)
-            if v is not None and not math.isfinite(float(v)):
-                raise TrialDiverged(f"{name} = {float(v)} at step {trainer.global_step}: the trial diverged")
-        if self.trial is None or len(self.trial.study.directions) > 1:
+        bad = [(n, float(metrics[n])) for n in ("train/loss", "val/loss", self.monitor)
+               if n in metrics and not math.isfinite(float(metrics[n]))]
+        # every rank stops together (a rank raising alone would leave the others waiting in a collective)
+        if trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+            raise TrialDiverged(f"{bad or 'another rank'} at step {trainer.global_step}: the trial diverged")
+        if self.trial_number is None:
             return
-        value = metrics.get(self.monitor)
-        if value is None:
+        if self.monitor not in metrics:
             raise KeyError(f"search.monitor={self.monitor!r}: validation logged no such metric; it has "
                            f"{sorted(metrics)}")
-        step = int(trainer.global_step)
-        self.trial.report(float(value), step=step)
-        self.reports += 1
-        if self.trial.should_prune():
+        step, value = int(trainer.global_step), float(metrics[self.monitor])
+        prune = False
+        if self.trial is not None and len(self.trial.study.directions) == 1:  # global rank 0 holds the trial
+            self.trial.report(value, step=step)
+            self.reports += 1
+            prune = self.trial.should_prune()
+        if trainer.strategy.broadcast(prune, src=0):
             import optuna
 
-            client, run_id = _mlflow_run(trainer)
+            client, run_id = _mlflow_run(trainer) if trainer.is_global_zero else (None, None)
             if run_id is not None:
                 client.set_tag(run_id, STATE_TAG, "PRUNED")
                 client.log_metric(run_id, "search/pruned_at_step", step)
-            raise optuna.TrialPruned(f"trial {self.trial_number} pruned at step {step}: {self.monitor}={float(value)}")
+            raise optuna.TrialPruned(f"trial {self.trial_number} pruned at step {step}: {self.monitor}={value}")
 
     # ---- cost metrics -----------------------------------------------------------------------------------------
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
