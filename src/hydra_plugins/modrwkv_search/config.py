@@ -5,7 +5,12 @@ deprecates)."""
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
-from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf, SamplerConfig
+
+try:
+    from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf, SamplerConfig
+except ImportError as e:  # Hydra shows this as a warning at start; only +search=... needs the sweeper
+    raise ImportError("hydra-optuna-sweeper is missing: `pip install --no-deps hydra-optuna-sweeper==1.3.0` "
+                      "(make setup does it; README, Bayesian search)") from e
 
 
 @dataclass
