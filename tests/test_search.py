@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 # fewer steps than the suite's tiny runs: one validation (step 2) per trial, where the pruner is asked
 SHORT = ["preset.max_steps=2", "preset.val_every=2", "preset.data_sizes={train:16,val:8,test:8}",
+         "trainer.log_every_n_steps=50",  # the cost metrics must reach MLflow without Lightning's step logging
          "backbone=random",  # base/g1 need task=lm checkpoints (sweeps/README.md)
          "callbacks.search.warmup_steps=1"]  # step 2 is timed
 

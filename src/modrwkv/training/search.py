@@ -32,6 +32,7 @@ from ..data.chat import PLACEHOLDER_ID
 log = logging.getLogger("modrwkv.search")
 
 TRIAL_RUN_ATTR = "mlflow_run_id"  # the trial's user attribute naming the job's MLflow run
+COST_METRICS = ("search/modality_tokens", "search/step_time_s")  # what a Pareto search may minimise
 STATE_TAG = "optuna.state"  # the MLflow tag a run's trial state is written to (COMPLETE, PRUNED, FAIL)
 
 
@@ -157,6 +158,15 @@ class SearchCallback(L.Callback):
             raise optuna.TrialPruned(f"trial {self.trial_number} pruned at step {step}: {self.monitor}={value}")
 
     # ---- cost metrics -----------------------------------------------------------------------------------------
+    def on_fit_end(self, trainer, pl_module):
+        """The final cost values into the MLflow run (Lightning sends step metrics every log_every_n_steps only)."""
+        client, run_id = _mlflow_run(trainer)
+        if run_id is None or not trainer.is_global_zero:
+            return
+        for name in COST_METRICS:
+            if name in trainer.callback_metrics:
+                client.log_metric(run_id, name, float(trainer.callback_metrics[name]), step=trainer.global_step)
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self._t_start is None and trainer.global_step >= self.warmup_steps:
             self._t_start = time.perf_counter()

@@ -127,9 +127,9 @@ class SearchSweeper(OptunaSweeperImpl):
             distributions = {**self.search_space_distributions, **distributions}
         for name in fixed:  # a value on the command line fixes that parameter
             distributions.pop(name, None)
-        if self.storage is None:
-            raise ValueError("hydra.sweeper.storage is not set: the jobs reach their trial through it (e.g. "
-                             "sqlite:///<root>/optuna.db, as conf/search/paper.yaml sets)")
+        if not isinstance(self.storage, str):
+            raise ValueError(f"hydra.sweeper.storage={self.storage!r}: give a database URL; the jobs reach their "
+                             "trial through it (e.g. sqlite:///<root>/optuna.db, as conf/search/paper.yaml sets)")
         mine = {f"{self.search_key}.{k}" for k in ("trial", "storage", "study_name")}
         own = [k for k in (*distributions, *fixed, *deletions) if k.lstrip("+~").split("=")[0] in mine]
         if own:
