@@ -169,5 +169,9 @@ def test_callback_fails_a_diverged_trial_and_prunes_through_the_storage(tmp_path
     with pytest.raises(optuna.TrialPruned, match="step 2"):
         cb.on_validation_end(trainer, None)
     assert study.trials[0].intermediate_values == {2: 0.5}
+    unpruned = SearchCallback("val/accuracy", trial=study.ask().number, storage=storage, study_name="s", pruner=None)
+    unpruned.on_fit_start(trainer, None)
+    assert isinstance(unpruned.trial.study.pruner, optuna.pruners.NopPruner)  # search.pruner=null: no pruning
+    unpruned.on_validation_end(trainer, None)
     with pytest.raises(ValueError, match="hydra.sweeper.storage"):
         SearchCallback("val/accuracy", trial=0)

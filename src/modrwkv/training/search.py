@@ -71,7 +71,8 @@ def load_trial(storage: str, study_name: str, number: int, pruner=None):
     store = optuna.storages.get_storage(storage)
     study_id = store.get_study_id_from_name(study_name)
     trial_id = store.get_trial_id_from_study_id_trial_number(study_id, number)
-    study = optuna.load_study(study_name=study_name, storage=store, pruner=pruner)
+    # no pruner: NopPruner (load_study would otherwise give the trial Optuna's default MedianPruner)
+    study = optuna.load_study(study_name=study_name, storage=store, pruner=pruner or optuna.pruners.NopPruner())
     return optuna.trial.Trial(study, trial_id)
 
 
