@@ -114,7 +114,22 @@ class SearchSweeper(OptunaSweeperImpl):
             log.warning("trial %d was left %s by an interrupted search: marked FAIL", t.number, t.state.name)
             study.tell(t.number, state=TrialState.FAIL)
             self._sync_run(client, t, TrialState.FAIL, "interrupted")
+            self._close_interrupted_parent(client, t)
+        if study.get_trials(deepcopy=False):
+            # a seeded sampler would otherwise replay its first random suggestions (the trials already run)
+            self.sampler.reseed_rng()
+            log.info("resuming: the sampler is reseeded, so its start-up suggestions differ from the first session's")
         return study
+
+    def _close_interrupted_parent(self, client, trial: optuna.trial.FrozenTrial) -> None:
+        """The interrupted session's parent run never got its end: mark it KILLED (it holds the trial's run)."""
+        run_id = trial.user_attrs.get(TRIAL_RUN_ATTR)
+        if client is None or run_id is None:
+            return
+        parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        if parent and client.get_run(parent).info.status == "RUNNING":
+            client.set_tag(parent, "optuna.interrupted_at_trial", str(trial.number))
+            client.set_terminated(parent, status="KILLED")
 
     def sweep(self, arguments: list[str]) -> None:
         """Run the search: ask, launch, tell, until the study has ``n_trials`` finished trials."""
