@@ -184,8 +184,9 @@ def analyse(tracking_uri: str, study: str, out: Path, objectives: list[str] | No
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: print the counts, the best trial or front and the importances; 2 on a bad study/metric."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--study", required=True, help="the study name (hydra.sweeper.study_name; default search_paper)")
+    p.add_argument("--study", default="search_paper", help="the study name (hydra.sweeper.study_name)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: sqlite:///<MODRWKV_ROOT>/mlflow.db)")
     p.add_argument("--storage", default=None, help="the Optuna storage, for fANOVA importances "
                                                    "(default: sqlite:///<MODRWKV_ROOT>/optuna.db if it exists)")
