@@ -100,11 +100,11 @@ def test_notebook_shows_the_search(searched, tmp_path, monkeypatch):
 
 def test_resume_after_an_interruption_with_a_pruned_trial(searched):
     """A sweep killed mid-trial leaves that trial RUNNING: the same command resumes, marks it FAIL and runs only
-    the missing trials (n_trials counts the study's); a pruner that always prunes makes the new trial PRUNED."""
+    the missing trial (n_trials counts the study's finished ones); a pruner that always prunes makes it PRUNED."""
     root, _ = searched
     study = _study(root)
     study.ask()  # what an interrupted sweep leaves: trial 3, RUNNING, never told
-    run_train(root, "-m", "+search=paper", "hydra.sweeper.n_trials=5", *SHORT,
+    run_train(root, "-m", "+search=paper", "hydra.sweeper.n_trials=4", *SHORT,
               "search.pruner._target_=optuna.pruners.ThresholdPruner", "~search.pruner.n_startup_trials",
               "+search.pruner.lower=2.0", "search.pruner.n_warmup_steps=0")  # accuracy <= 1 < 2: pruned
     states = [t.state for t in _study(root).trials]
@@ -114,7 +114,7 @@ def test_resume_after_an_interruption_with_a_pruned_trial(searched):
     assert pruned["status"] == "KILLED" and pruned["tags.optuna.state"] == "PRUNED"
     assert pruned["metrics.search/pruned_at_step"] == 2
     parents = runs[runs["tags.modrwkv.kind"] == "sweep"].sort_values("start_time")
-    assert len(parents) == 2 and parents.iloc[1]["tags.optuna.resumed_at_trial"] == "4"  # trials 0-3 done
+    assert len(parents) == 2 and parents.iloc[1]["tags.optuna.trials_before"] == "3"  # not the interrupted one
     assert pruned["tags.mlflow.parentRunId"] == parents.iloc[1]["run_id"]
     assert parents.iloc[1]["metrics.search/n_pruned"] == 1 and parents.iloc[1]["metrics.search/n_fail"] == 1
 

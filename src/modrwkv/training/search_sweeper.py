@@ -9,7 +9,7 @@ launches one Hydra job per trial. This subclass keeps its parsing and trial conf
 - a job that raised ``optuna.TrialPruned`` is told as PRUNED (the stock sweeper tells every exception as FAIL), one
   that raised anything else or returned a missing or non-finite objective as FAIL; never as a score;
 - ``n_trials`` is the study's total: a resumed study (same ``storage`` and ``study_name``) runs only the trials
-  still missing, after marking the trials an interrupted sweep left RUNNING as FAIL;
+  still missing, after marking the trials an interrupted sweep left RUNNING as FAIL (not counted: they run again);
 - the MLflow state of each trial's run follows Optuna's (COMPLETE: FINISHED, PRUNED: KILLED, FAIL: FAILED, tag
   ``optuna.state``), and the parent run gets the study's counts and best trial;
 - deletions (``~key``) on the command line reach the jobs unchanged;
@@ -35,6 +35,7 @@ from .search import STATE_TAG, TRIAL_RUN_ATTR, search_summary
 
 log = logging.getLogger("modrwkv.search")
 
+INTERRUPTED_ATTR = "interrupted"  # user attribute of a trial an interruption left running (then told FAIL)
 MIN_JUDGED = 3  # trials of a sweep before its failure rate can abort it
 MLFLOW_STATUS = {TrialState.COMPLETE: None, TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 
@@ -112,6 +113,7 @@ class SearchSweeper(OptunaSweeperImpl):
         client, _ = self._mlflow()
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
             log.warning("trial %d was left %s by an interrupted search: marked FAIL", t.number, t.state.name)
+            self._mark_interrupted(study, t.number)  # not counted in n_trials: the trial runs again
             study.tell(t.number, state=TrialState.FAIL)
             self._sync_run(client, t, TrialState.FAIL, "interrupted")
             self._close_interrupted_parent(client, t)
@@ -120,6 +122,12 @@ class SearchSweeper(OptunaSweeperImpl):
             self.sampler.reseed_rng()
             log.info("resuming: the sampler is reseeded, so its start-up suggestions differ from the first session's")
         return study
+
+    def _mark_interrupted(self, study: optuna.Study, number: int) -> None:
+        store = optuna.storages.get_storage(self.storage)
+        trial_id = store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(study.study_name),
+                                                                 number)
+        store.set_trial_user_attr(trial_id, INTERRUPTED_ATTR, True)
 
     def _close_interrupted_parent(self, client, trial: optuna.trial.FrozenTrial) -> None:
         """The interrupted session's parent run never got its end: mark it KILLED (it holds the trial's run)."""
@@ -152,14 +160,15 @@ class SearchSweeper(OptunaSweeperImpl):
         directions = self._get_directions()
         study = self._open_study(directions)
         client, parent = self._mlflow()
-        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
+        done = sum(not t.user_attrs.get(INTERRUPTED_ATTR) for t in study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
         to_go = max(0, self.n_trials - done)
         log.info("study %s in %s: %d trials done, %d to go (n_trials=%d), directions %s, sampler %s",
                  study.study_name, self.storage, done, to_go, self.n_trials, directions, type(self.sampler).__name__)
         if client is not None and parent is not None:
             client.set_tag(parent, "optuna.study", study.study_name)
             client.set_tag(parent, "optuna.storage", str(self.storage))
-            client.set_tag(parent, "optuna.resumed_at_trial", str(done))
+            client.set_tag(parent, "optuna.trials_before", str(done))
         failures = launched = 0
         while to_go > 0:
             batch = min(to_go, self.n_jobs)
