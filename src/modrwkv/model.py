@@ -18,8 +18,14 @@ from torch import nn
 from modrwkv.data.chat import IGNORE_INDEX, PLACEHOLDER_ID, ChatTemplate
 from modrwkv.generation import FastDecoder, decode, make_generator
 from modrwkv.generation.fast import FastOptions
-from modrwkv.generation.inputs import (check_finite_input, check_options, check_prompt, check_questions, check_raw,
-                                       check_samples)
+from modrwkv.generation.inputs import (
+    check_finite_input,
+    check_options,
+    check_prompt,
+    check_questions,
+    check_raw,
+    check_samples,
+)
 from modrwkv.losses import labelled_token_loss, next_token_targets
 
 
@@ -224,7 +230,7 @@ class ModRWKV(nn.Module):
             if prompt is None:
                 raise ValueError("generate(prefix) needs the question: generate(prefix, prompt='...')")
             if not isinstance(prompt, str):
-                raise ValueError(f"with a PrefixState the prompt must be a question string; got {type(prompt).__name__}")
+                raise ValueError(f"with a PrefixState the prompt must be a question, not {type(prompt).__name__}")
             return self.answer(sample_or_prefix, prompt, max_new_tokens, temperature, top_p, seed, fast)
         if not isinstance(sample_or_prefix, dict):
             raise ValueError("generate takes one sample dict (or a PrefixState from encode_prefix); "

@@ -70,12 +70,15 @@ def check_raw(raw, index: int, modality: str) -> None:
             raw = np.asarray(raw)
         else:
             return
-    if isinstance(raw, (np.ndarray, torch.Tensor)):
-        arr = torch.as_tensor(raw) if isinstance(raw, np.ndarray) else raw
-        if arr.numel() == 0:
-            raise ValueError(f"sample {index}: the {modality} is empty (shape {tuple(arr.shape)})")
-        if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
+    if isinstance(raw, np.ndarray):
+        if raw.size == 0:
+            raise ValueError(f"sample {index}: the {modality} is empty (shape {raw.shape})")
+        if np.issubdtype(raw.dtype, np.floating) and not bool(np.isfinite(raw).all()):
             raise ValueError(f"sample {index}: the {modality} holds NaN or infinite values")
+    elif isinstance(raw, torch.Tensor):
+        if raw.numel() == 0:
+            raise ValueError(f"sample {index}: the {modality} is empty (shape {tuple(raw.shape)})")
+        check_finite_input(raw, index, modality)
 
 
 def check_finite_input(x: torch.Tensor, index: int, modality: str) -> None:
