@@ -125,3 +125,24 @@ def test_generation_options_switch_the_decoder():
         FastOptions(check_every=0)
     with pytest.raises(ValueError, match="generation.fast"):
         FastOptions(fast="yes")
+
+
+def test_config_generation_key_reaches_the_model():
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from modrwkv.training.build import build_model
+    from modrwkv.training.resolvers import register_resolvers
+
+    register_resolvers()
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(str(conf), version_base=None):
+        cfg = compose("train", overrides=["generation.fast=false", "generation.check_every=4"])
+    with torch.device("meta"):
+        model = build_model(cfg, device="meta")
+    assert model.generation == FastOptions(fast=False, check_every=4, compile=False)
+    with initialize_config_dir(str(conf), version_base=None):
+        cfg = compose("train", overrides=["generation.check_every=0"])
+    with pytest.raises(ValueError, match="generation.check_every must be an integer >= 1"):
+        build_model(cfg, device="meta")
