@@ -24,11 +24,11 @@ import torch
 import triton
 
 from modrwkv.kernels.chunked import wkv7_chunked
-from modrwkv.kernels.reference import wkv7_naive, wkv7_step_torch
+from modrwkv.kernels.reference import LOG_DECAY_MIN, wkv7_naive, wkv7_step_torch
+from modrwkv.kernels.testing import wkv7_inputs
 from modrwkv.kernels.triton_chunk import wkv7_triton
 from modrwkv.kernels.triton_decode import wkv7_step_triton
 
-LOG_DECAY_MIN = -0.6065306597126334
 K = 64
 
 try:
@@ -42,15 +42,9 @@ except Exception as e:  # fla is optional: the bench still times our kernels
 
 
 def make_inputs(B, T, H, dtype=torch.bfloat16, seed=0, requires_grad=False):
-    """Realistic RWKV-7 ranges: log decay in [-0.6065, 0), a = -kk, b = kk * a_ with kk unit-norm, a_ in (0, 1)."""
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    shape = (B, T, H, K)
-    r, k, v = (torch.randn(shape, device="cuda", generator=g) for _ in range(3))
-    w = LOG_DECAY_MIN * torch.rand(shape, device="cuda", generator=g).clamp_min(1e-4)
-    kk = torch.nn.functional.normalize(torch.randn(shape, device="cuda", generator=g), dim=-1)
-    a_ = torch.rand(shape, device="cuda", generator=g)
-    xs = [x.to(dtype) for x in (r, w, k, v, -kk, kk * a_)]
-    return [x.requires_grad_(requires_grad) for x in xs], kk.to(dtype), a_.to(dtype)
+    """([r, w, k, v, a, b] on the GPU in RWKV-7's ranges (modrwkv.kernels.testing), kk, a_gate) with K = 64."""
+    x = wkv7_inputs(B, T, H, K, seed, dtype, device="cuda")
+    return [t.requires_grad_(requires_grad) for t in x.args], x.kk, x.a_gate
 
 
 def rel(x, ref):

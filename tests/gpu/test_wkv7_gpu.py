@@ -10,21 +10,16 @@ import torch
 
 from modrwkv.kernels.chunked import wkv7_chunked
 from modrwkv.kernels.reference import wkv7_naive, wkv7_step_torch
+from modrwkv.kernels.testing import wkv7_inputs
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
-LOG_DECAY_MIN = -0.6065306597126334
 TOL = 5e-3
 
 
 def make_inputs(B, T, H, K, seed, dtype=torch.bfloat16):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    shape = (B, T, H, K)
-    r, k, v = (torch.randn(shape, device="cuda", generator=g) for _ in range(3))
-    w = LOG_DECAY_MIN * torch.rand(shape, device="cuda", generator=g).clamp_min(1e-4)
-    kk = torch.nn.functional.normalize(torch.randn(shape, device="cuda", generator=g), dim=-1)
-    a_ = torch.rand(shape, device="cuda", generator=g)
-    return [x.to(dtype) for x in (r, w, k, v, -kk, kk * a_)]
+    """[r, w, k, v, a, b] on the GPU in RWKV-7's ranges (modrwkv.kernels.testing)."""
+    return wkv7_inputs(B, T, H, K, seed, dtype, device="cuda").args
 
 
 def rel(x, ref):

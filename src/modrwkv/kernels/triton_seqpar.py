@@ -38,7 +38,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_chunk import LAST_KERNELS, _dot, _interpret, _tri_inverse, _wkv7_fwd_kernel
+from .triton_common import LAST_KERNELS, _dot, _interpret, _tri_inverse
+from .triton_seq import _wkv7_fwd_kernel
 
 # Launch settings of the three passes (a key also present in triton_chunk.CONFIG overrides these, so the bench's
 # --config reaches them). BV_SEQPAR: V-block of the state pass; BV_SEQPAR_C: V-block of the output pass.
