@@ -63,6 +63,7 @@ from .triton_common import (
     _flag_nonfinite,
     _fp16_check,
     _grad_scale,
+    _layout,
     _load_scaled,
     _maxnreg,
     _mm,
@@ -71,7 +72,7 @@ from .triton_common import (
     overflow_fallbacks,
 )
 from .triton_seq import _wkv7_bwd_dstate_kernel, _wkv7_fwd_kernel
-from .triton_seqpar import seqpar_fwd, use_seqpar
+from .triton_seqpar import seqpar_bwd_dstate, seqpar_fwd, use_seqpar
 
 __all__ = ["CONFIG", "LAST_KERNELS", "overflow_fallbacks", "wkv7_triton"]
 
@@ -86,7 +87,7 @@ __all__ = ["CONFIG", "LAST_KERNELS", "overflow_fallbacks", "wkv7_triton"]
 # tf32 for fp32 inputs); accumulation is always fp32. MAXNREG_GRAD: a register cap for the gradient kernel (three
 # resident blocks of 4 warps per multiprocessor instead of two, at the cost of some spills; None: no cap).
 CONFIG = {"BT": 16, "BV_FWD": 64, "BV_DS": 64, "WARPS_FWD": 4, "WARPS_DS": 4, "WARPS_GRAD": 4,
-          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "off", "DOT": "auto",
+          "INV_PREC": "ieee", "STATE_DTYPE": "auto", "STAGES": 3, "SEQPAR": "auto", "DOT": "auto",
           "DOT_STATE": "auto", "MAXNREG_GRAD": 168}
 GATE_PROGRAMS = 64  # chunk-axis programs of the gated tf32 fallback of the gradient kernel (x heads)
 
@@ -207,24 +208,6 @@ def _grad_chunk(
         _flag_nonfinite(flag, dwc)
 
 
-def _layout(cu_seqlens: torch.Tensor | None, B: int, T: int, bt: int):
-    """Where each sequence's states live in the [NS, H, K, V] buffers (NS = chunks + one final state per sequence),
-    NS, the number of chunks, and for varlen the (sequence, chunk) pair of every chunk [chunks, 2]."""
-    if cu_seqlens is None:
-        nt = triton.cdiv(T, bt)
-        return None, B * (nt + 1), B * nt, None
-    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
-    nts = (lengths + bt - 1) // bt
-    per_seq = nts + 1
-    offsets = torch.cumsum(per_seq, 0) - per_seq
-    n_chunks = int(nts.sum())
-    seq = torch.repeat_interleave(torch.arange(len(nts), device=nts.device), nts)
-    first = torch.repeat_interleave(torch.cumsum(nts, 0) - nts, nts)
-    within = torch.arange(n_chunks, device=nts.device) - first
-    chunk_index = torch.stack([seq, within], 1).to(torch.int32).contiguous()
-    return offsets, int(per_seq.sum()), n_chunks, chunk_index
-
-
 def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, flag=None):
     """Forward launch(es). With ``save`` also returns what the backward reads: (chunk-start states [NS, H, K, V],
     u [B, T, H, V] in _ux_dtype, u's exponents [NS, H, V] or None: _exp_buffer). Returns (o, final state or None,
@@ -251,16 +234,16 @@ def _fwd(r, w, k, v, a, b, h0, output_final_state, cu_seqlens, save, cfg=None, f
 
     def launch(c, gate):
         LAST_KERNELS["fwd_fallback" if gate else "fwd"] = _wkv7_fwd_kernel[(N * H, V // BV)](
-            r, w, k, v, a, b, o, h0, ht, states, ubuf, uexp, cu_seqlens, offsets, T, None, None, flag,
+            r, w, k, v, a, b, o, h0, ht, states, ubuf, uexp, cu_seqlens, offsets, T, None, None, None, flag,
             _counter(r.device),
             H=H, K=K, V=V, BT=bt, BV=BV,
             USE_H0=h0 is not None, STORE_HT=output_final_state, SAVE_STATES=save, IS_VARLEN=cu_seqlens is not None,
-            INV_PREC=c["INV_PREC"], STORE_U=save, ONE_CHUNK=False, DOT=_dot(c, r), DOTS=_dot(c, r, "DOT_STATE"),
+            INV_PREC=c["INV_PREC"], STORE_U=save, SEG=0, DOT=_dot(c, r), DOTS=_dot(c, r, "DOT_STATE"),
             CHECK=flag is not None and not gate, GATE=gate, SCALE_U=gate and uexp is not None,
             num_warps=c["WARPS_FWD"], num_stages=c["STAGES"],
         )
 
-    if cfg.get("SEQPAR", "off") != "off" and use_seqpar(cfg, N, H, B * T, r.device, training=save):
+    if use_seqpar(cfg, N, H, B * T, r.device):
         seqpar_fwd(r, w, k, v, a, b, o, h0, ht, states, ubuf, cu_seqlens, layout, cfg, flag)  # same outputs
     else:
         launch(cfg, gate=False)
@@ -293,14 +276,17 @@ def _bwd_dstate_into(r, w, k, a, b, layout, do, dht, cu_seqlens, cfg, dsaved, dv
     offsets, n_chunks, chunk_index = layout
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     dstates, dxbuf, dxexp = dsaved
+    if not gate and use_seqpar(cfg, N, H, B * T, r.device):  # same outputs
+        seqpar_bwd_dstate(r, w, k, a, b, do, dht, dsaved, dv, dh0, cu_seqlens, layout, cfg, gmax, flag)
+        return dsaved, dv, dh0
     BV = _pick_bv(cfg["BV_DS"], V, N * H, r.device)
     LAST_KERNELS["bwd_dstate_fallback" if gate else "bwd_dstate"] = _wkv7_bwd_dstate_kernel[(N * H, V // BV)](
         r, w, k, a, b, do, dht, dstates, dxbuf, dxexp, dv, dh0, cu_seqlens, offsets, T, gmax, flag,
-        _counter(r.device)[1:],
+        _counter(r.device)[1:], None, None, None,
         H=H, K=K, V=V, BT=cfg["BT"], BV=BV,
         USE_DHT=dht is not None, STORE_DH0=dh0 is not None, IS_VARLEN=cu_seqlens is not None,
         INV_PREC=cfg["INV_PREC"], DOT=_dot(cfg, r), DOTS=_dot(cfg, r, "DOT_STATE"), GSCALE=gmax is not None,
-        CHECK=flag is not None and not gate, GATE=gate, SCALE_X=gate and dxexp is not None,
+        CHECK=flag is not None and not gate, GATE=gate, SCALE_X=gate and dxexp is not None, SEG=0,
         num_warps=cfg["WARPS_DS"], num_stages=cfg["STAGES"],
     )
     return (dstates, dxbuf, dxexp), dv, dh0

@@ -107,6 +107,24 @@ def _pick_bv(bv_max: int, V: int, n_heads: int, device: torch.device) -> int:
     return bv
 
 
+def _layout(cu_seqlens: torch.Tensor | None, B: int, T: int, bt: int):
+    """Where each sequence's states live in the [NS, H, K, V] buffers (NS = chunks + one final state per sequence),
+    NS, the number of chunks, and for varlen the (sequence, chunk) pair of every chunk [chunks, 2]."""
+    if cu_seqlens is None:
+        nt = triton.cdiv(T, bt)
+        return None, B * (nt + 1), B * nt, None
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    nts = (lengths + bt - 1) // bt
+    per_seq = nts + 1
+    offsets = torch.cumsum(per_seq, 0) - per_seq
+    n_chunks = int(nts.sum())
+    seq = torch.repeat_interleave(torch.arange(len(nts), device=nts.device), nts)
+    first = torch.repeat_interleave(torch.cumsum(nts, 0) - nts, nts)
+    within = torch.arange(n_chunks, device=nts.device) - first
+    chunk_index = torch.stack([seq, within], 1).to(torch.int32).contiguous()
+    return offsets, int(per_seq.sum()), n_chunks, chunk_index
+
+
 @triton.jit
 def _tri_inverse(A, BT: tl.constexpr, PREC: tl.constexpr):
     """(I - A)^{-1} for a strictly lower-triangular [BT, BT] A: (I+A)(I+A^2)(I+A^4)... up to A^{BT-1} (A^BT = 0)."""
@@ -228,3 +246,26 @@ def _chunk_prep(p_r, p_w, p_k, p_a, p_b, m_t, o_t, HK, K: tl.constexpr, DOT: tl.
     A_rk = tl.where(incl, _mm(r_s, tl.trans(k_i), DOT), 0.0)
     egm = tl.exp(0.5 * g_last)  # [K] e^{g_m}
     return a_s, r_s, b_i, k_i, b * egl_g, k * egl_g, eg, egp, eng, g_last, egm, A_ab, A_ak, A_rb, A_rk
+
+
+@triton.jit
+def _seg_locate(i_g, seg_index, T, BT: tl.constexpr, SEG: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """(sequence, segment within it) of global segment i_g: from seg_index [segments, 2] for varlen, else from the
+    common length T (segments of SEG chunks of BT tokens)."""
+    if IS_VARLEN:
+        i_n = tl.load(seg_index + 2 * i_g)
+        i_s = tl.load(seg_index + 2 * i_g + 1)
+    else:
+        n_seg = tl.cdiv(tl.cdiv(T, BT), SEG)
+        i_n = i_g // n_seg
+        i_s = i_g % n_seg
+    return i_n, i_s
+
+
+@triton.jit
+def _seg_offset(i_n, seg_offsets, T, BT: tl.constexpr, SEG: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """First slot of sequence i_n in a [segments + N, H, K, V] buffer (one slot per segment boundary)."""
+    if IS_VARLEN:
+        return tl.load(seg_offsets + i_n).to(tl.int64)
+    else:
+        return (i_n * (tl.cdiv(tl.cdiv(T, BT), SEG) + 1)).to(tl.int64)
