@@ -96,12 +96,13 @@ def test_varlen_many_sequences(monkeypatch, seqpar):
 
 @pytest.mark.parametrize("cu_lengths", [None, [1, 3000, 0, 5000, 17]])
 def test_seqpar_bf16(monkeypatch, cu_lengths):
-    """The sequence-parallel forward (CONFIG["SEQPAR"] = "on", triton_seqpar.py) with the unchanged backward, at the
-    size it is for: one long sequence of few heads (B=1 T=8192 H=8), dense and varlen, with initial states."""
+    """The sequence-parallel forward and state-gradient pass (CONFIG["SEQPAR"] = "on", triton_seqpar.py) at the
+    size they are for: one long sequence of few heads (B=1 T=8192 H=8), dense and varlen, with initial states."""
     from modrwkv.kernels import triton_chunk as tc
 
     monkeypatch.setitem(tc.CONFIG, "SEQPAR", "on")
     tc.LAST_KERNELS.pop("seqpar_b", None)
+    tc.LAST_KERNELS.pop("seqpar_bwd_b", None)
     seed = int(torch.randint(0, 2**31 - 1, ()))
     cu = None
     if cu_lengths is not None:
@@ -109,7 +110,7 @@ def test_seqpar_bf16(monkeypatch, cu_lengths):
     xs = make_inputs(1, 8192 if cu is None else sum(cu_lengths), 8, 64, seed)
     h0 = torch.randn(1 if cu is None else len(cu_lengths), 8, 64, 64, device="cuda")
     print(compare(xs, h0, cu, wkv7_chunked, seed))
-    assert "seqpar_b" in tc.LAST_KERNELS, "the sequence-parallel path did not run"
+    assert "seqpar_b" in tc.LAST_KERNELS and "seqpar_bwd_b" in tc.LAST_KERNELS, "the sequence-parallel path did not run"
 
 
 @pytest.mark.parametrize("N", [1, 16, 64])
