@@ -22,6 +22,9 @@ Three kernels (bench/NOTES_wkv7.md has the measured alternatives):
 - gradient kernel, one program per (chunk, head), fully parallel: from the stored S, dS', u and dX writes dr, dw,
   dk, da, db.
 
+With few (sequence, head) pairs the forward and the reverse pass run sequence-parallel instead (triton_seqpar.py,
+CONFIG["SEQPAR"]), storing the same tensors.
+
 Gradients of one chunk, with dO the output gradient and dS' the gradient of the chunk's end state:
 
     du   = A_rb^T dO + b_e dS'             (b_e = b e^{g_C - g}, k_e = k e^{g_C - g})
@@ -40,7 +43,7 @@ Numerics: the chunk is 16 tokens and RWKV-7's log decay is >= reference.LOG_DECA
 e^{-g} <= e^{9.7} ~ 1.6e4: fp32 range is never at risk, and the decay factors only rescale terms (the split
 e^{g} e^{-g} adds no cancellation). The [BT, BT] triangular inverse is (I + N)(I + N^2)(I + N^4)(I + N^8) with
 N = A_ab (strictly lower, so N^16 = 0) in full fp32 ("ieee") dots. docs/RWKV7.md ("WKV-7 kernels") explains the
-product precisions and the fp16 range safety below.
+product precisions (CONFIG "DOT", "DOT_STATE") and the fp16 range safety.
 
 Kernels: the sequential forward and dS pass live in triton_seq.py, the shared jit and launch helpers in
 triton_common.py, the sequence-parallel passes in triton_seqpar.py; this module holds the gradient kernel, the host
