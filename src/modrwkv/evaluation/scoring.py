@@ -16,15 +16,15 @@ def references(samples: list[dict]) -> list:
     for s in samples:
         meta = s.get("meta", {})
         if s["modality"] == "image":
-            refs.append(meta.get("answer") or _last_assistant(s))
+            refs.append(meta.get("answer") or _first_answer(s))
         elif s["modality"] == "audio":
-            refs.append(meta.get("transcript") or _last_assistant(s))
+            refs.append(meta.get("transcript") or _first_answer(s))
         else:
             refs.append(np.asarray(meta["target"], dtype=np.float64))
     return refs
 
 
-def _last_assistant(sample: dict) -> str:
+def _first_answer(sample: dict) -> str:
     turns = [t["content"] for t in sample["conversation"] if t["role"] == "assistant"]
     return turns[0] if turns else ""
 

@@ -90,7 +90,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
         if cfg.get("test_after_training", True) and not trainer.fast_dev_run:
-            trainer.test(module, datamodule=datamodule)
+            if getattr(datamodule, "has_split", lambda split: True)("test"):
+                trainer.test(module, datamodule=datamodule)
+            else:  # converted data may have train/ and val/ only
+                log.warning("no test/ shards in %s: test phase skipped (the val/ metrics are the final ones)",
+                            datamodule.root)
         metrics = _final_metrics(trainer)
         if "data/skipped" not in metrics and getattr(datamodule, "skips", None) is not None:
             metrics["data/skipped"] = float(datamodule.skips.skipped)
