@@ -11,6 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ..evaluation.checkpoint import RUN_ID_FILE
 from .build import build_model
 from .distributed import check_launch, cluster_overrides, is_multirun
 from .mlflow_runs import job_run_name, parent_run_id
@@ -106,6 +107,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         client, run_id = logger.experiment, logger.run_id
         client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         client.log_text(run_id, json.dumps(metrics, indent=1, sort_keys=True), "final_metrics.json")
+        (Path(cfg.paths.output) / RUN_ID_FILE).write_text(run_id)  # src/eval.py links its runs to this one
         logger.finalize("success")
     log.info("final metrics: %s", metrics)
     return metrics
