@@ -4,6 +4,7 @@ only: the test phase is skipped), then a benchmark sweep on fixture files with i
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -69,6 +70,11 @@ def test_benchmark_sweep_logs_linked_mlflow_runs(trained):
     vqa_id = evals[evals["params.benchmark"] == "vqav2"]["run_id"].iloc[0]
     lines = client.download_artifacts(vqa_id, "predictions/vqav2.jsonl", str(root))
     assert len(open(lines).read().splitlines()) == 2
+    from analysis.bench_tables import paper_tables  # the evaluations as the paper's tables
+
+    text = paper_tables(f"sqlite:///{root}/mlflow.db", str(root / "tables"))
+    assert re.search(r"\| siglip \| 0\.4b \| [0-9.]+ / - \|", text) and "| siglip2 | 2.9b | - / 78.30 |" in text
+    assert (root / "tables" / "table2.csv").exists()
 
 
 def test_eval_errors_are_clear_and_early(trained):

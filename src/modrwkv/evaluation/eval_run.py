@@ -34,6 +34,20 @@ def bench_metrics(name: str, result: BenchmarkResult) -> dict[str, float]:
     return out
 
 
+def _train_sweep_tags(client, train_run_id: str) -> dict[str, str]:
+    """The training run's sweep (its parent run and sweep name), when it is in this tracking store."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        parent = client.get_run(train_run_id).data.tags.get("mlflow.parentRunId")
+        if not parent:
+            return {}
+        return {"modrwkv.train_parent_run_id": parent,
+                "modrwkv.train_sweep": client.get_run(parent).data.tags.get("modrwkv.sweep", "")}
+    except MlflowException:  # another store (the run folder was copied): the run id tag alone links them
+        return {}
+
+
 def _log_mlflow(cfg: DictConfig, run, name: str, metrics: dict[str, float], records, result) -> str:
     from mlflow.tracking import MlflowClient
 
@@ -45,6 +59,7 @@ def _log_mlflow(cfg: DictConfig, run, name: str, metrics: dict[str, float], reco
     tags = {"modrwkv.kind": "eval", "modrwkv.benchmark": name, "modrwkv.train_run_dir": str(run.run_dir)}
     if run.mlflow_run_id:
         tags["modrwkv.train_run_id"] = run.mlflow_run_id
+        tags.update(_train_sweep_tags(client, run.mlflow_run_id))
     parent = parent_run_id(cfg)
     if parent:
         tags["mlflow.parentRunId"] = parent
