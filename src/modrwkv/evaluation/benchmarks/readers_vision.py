@@ -30,7 +30,10 @@ def read_vqav2(root: Path, split: str = "val2014", limit: int | None = None) -> 
     answers = {a["question_id"]: a for a in json.loads(af.read_text())["annotations"]}
     out = []
     for q in json.loads(qf.read_text())["questions"]:
-        ann = answers[q["question_id"]]
+        ann = answers.get(q["question_id"])
+        if ann is None:
+            raise BenchmarkFilesMissing(f"benchmark vqav2: question {q['question_id']} of {qf} has no annotation in "
+                                        f"{af} (test splits have none: evaluate on val2014)")
         out.append(Record(str(q["question_id"]), "image", images / f"COCO_{split}_{q['image_id']:012d}.jpg",
                           f"{TAG}{q['question']}\n{SHORT}",
                           {"answers": [a["answer"] for a in ann["answers"]], "answer_type": ann.get("answer_type")}))

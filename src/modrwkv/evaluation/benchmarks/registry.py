@@ -36,7 +36,7 @@ from .vqa_metric import gqa_match, textvqa_accuracy, vqa_accuracy
 @dataclass(frozen=True)
 class Benchmark:
     """name; modality (image | audio | series); read(root, **options) -> records; score(records, answers) -> metrics;
-    max_new_tokens: the answer budget; paper: the paper's table key (analysis/paper_tables.py)."""
+    max_new_tokens: the answer budget."""
 
     name: str
     modality: str
