@@ -1,7 +1,8 @@
 """Modality encoders (vision via open_clip, audio via whisper, time series via WaveNet) behind one interface."""
 
+from ..weights import WeightFileMissing, resolve_weight_file
 from .audio import WhisperEncoder
-from .base import ModalityEncoder, WeightsNotFoundError, resolve_weight_file
+from .base import ModalityEncoder, WeightsNotFoundError
 from .registry import ENCODERS, EncoderSpec, build_encoder, list_encoders
 from .series import WaveNetEncoder, normalize_series
 from .vision import OpenClipVisionEncoder, register_tiny_open_clip_configs
@@ -12,6 +13,7 @@ __all__ = [
     "ModalityEncoder",
     "OpenClipVisionEncoder",
     "WaveNetEncoder",
+    "WeightFileMissing",
     "WeightsNotFoundError",
     "WhisperEncoder",
     "build_encoder",

@@ -6,8 +6,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..modalities import canonical_name
+from ..weights import resolve_weight_file
 from .audio import WHISPER_DIMS, WhisperEncoder
-from .base import ModalityEncoder, resolve_weight_file
+from .base import ModalityEncoder
 from .series import WaveNetEncoder
 from .vision import OPEN_CLIP_FILES, TINY_MODEL_CONFIGS, OpenClipVisionEncoder
 
@@ -82,7 +84,9 @@ ENCODERS: dict[str, EncoderSpec] = {
 
 
 def list_encoders(modality: str | None = None) -> list[str]:
-    """Registered encoder names, optionally of one modality."""
+    """Registered encoder names, optionally of one modality (any of its names)."""
+    if modality is not None:
+        modality = canonical_name(modality)
     return sorted(n for n, s in ENCODERS.items() if modality is None or s.modality == modality)
 
 
@@ -95,7 +99,7 @@ def build_encoder(name: str, weights: str | os.PathLike | None = None, pretraine
         weights: a weight file, or a folder holding it (directly or under `<name>/`); None = $MODRWKV_WEIGHTS.
         pretrained: load weights; defaults to True for the real (pretrained) encoders and to "only if `weights`
             is given" for tiny variants and WaveNet. A real encoder whose file is missing raises
-            WeightsNotFoundError naming the file and folder; pretrained=False gives a random init.
+            WeightFileMissing naming the file and folder; pretrained=False gives a random init.
         kwargs: passed to the encoder (e.g. frozen=False, or WaveNet sizes).
     """
     if name not in ENCODERS:

@@ -66,13 +66,14 @@ _CACHE: dict[tuple, tuple] = {}  # the last loaded model: the jobs of an in-proc
 def load_trained_run(checkpoint: str | Path, device: str = "cpu", modality: str | None = None):
     """-> (ModRWKV in eval mode on ``device`` with the run's weights, TrainedRun). ``modality``: the one the caller
     needs; a run of another modality fails before its model is built."""
+    from modrwkv.modalities import get_modality
     from modrwkv.training.build import build_model
 
     run_dir, ckpt = locate(checkpoint)
     cfg = load_run_config(run_dir)
     if cfg.get("task", {}).get("name", "multimodal") != "multimodal":
         raise ValueError(f"checkpoint={checkpoint} is a task={cfg.task.name} run; benchmarks need a multimodal one")
-    if modality is not None and cfg.modality.name != modality:
+    if modality is not None and get_modality(cfg.modality.name) is not get_modality(modality):
         raise ValueError(f"checkpoint={checkpoint} is a {cfg.modality.name} model (modality={cfg.modality.key}); "
                          f"this benchmark needs a {modality} model")
     key = (str(ckpt), ckpt.stat().st_mtime_ns, device)

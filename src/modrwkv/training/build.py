@@ -5,8 +5,7 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-# which encoder families serve which modality
-ENCODER_MODALITY = {"image": "vision", "audio": "audio", "series": "time series"}
+from ..modalities import find_modality
 
 
 class ConfigError(ValueError):
@@ -15,11 +14,15 @@ class ConfigError(ValueError):
 
 def check_config(cfg: DictConfig) -> None:
     """Fail fast with a clear message: encoder vs modality, stage parts, adapter options."""
-    modality = cfg.modality.name
-    if cfg.encoder.modality != modality:
+    wanted, given = find_modality(cfg.modality.name), find_modality(cfg.encoder.modality)
+    if wanted is None or find_modality(cfg.modality.key) is not wanted:
+        raise ConfigError(f"modality.name={cfg.modality.name!r} with key={cfg.modality.key!r}: the name must be a "
+                          "modality of src/modrwkv/modalities.py and the key that name or one of its aliases")
+    if given is not wanted:
+        given_kind = given.encoder_kind if given else cfg.encoder.modality
         raise ConfigError(
-            f"encoder={cfg.encoder.family} is a {ENCODER_MODALITY.get(cfg.encoder.modality, cfg.encoder.modality)} "
-            f"encoder but modality={cfg.modality.key} needs a {ENCODER_MODALITY.get(modality, modality)} encoder; "
+            f"encoder={cfg.encoder.family} is a {given_kind} encoder but modality={cfg.modality.key} needs a "
+            f"{wanted.encoder_kind} encoder; "
             f"pick one of: {', '.join(cfg.modality.encoders)} (e.g. encoder={cfg.modality.encoders[0]})")
     unknown = set(cfg.stage.train) - {"encoder", "adapter", "backbone"}
     if unknown:

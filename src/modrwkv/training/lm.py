@@ -23,9 +23,9 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..backbone.factory import resolve_checkpoint
 from ..data.text_corpus import CorpusConfig, load_split, prepare_corpus
 from ..losses import labelled_token_loss, next_token_targets
+from ..weights import resolve_checkpoint
 from .resolvers import lookup
 
 log = logging.getLogger("modrwkv.train")

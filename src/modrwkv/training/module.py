@@ -8,7 +8,7 @@ import lightning as L
 import torch
 
 from ..evaluation.metrics import build_metrics
-from ..evaluation.scoring import MAX_NEW_TOKENS, update_metrics
+from ..modalities import get_modality
 from .optim import build_optimizer, warmup_cosine
 
 
@@ -17,7 +17,8 @@ class ModRWKVModule(L.LightningModule):
 
     Args:
         model: the model (its trainable parts already chosen with ``freeze``).
-        modality: "image" | "audio" | "series" (generation metrics) or "text" (loss and perplexity only).
+        modality: a registered modality (``modrwkv.modalities``): "image" | "audio" | "series" (generation
+            metrics) or "text" (loss and perplexity only).
         optim: lr, weight_decay, betas, eps, warmup_steps, min_lr_ratio.
         eval: generate (bool), max_batches (int, generation on this many validation batches), max_new_tokens.
         skip_counter: the data's SkipCounter, logged as data/skipped.
@@ -27,13 +28,14 @@ class ModRWKVModule(L.LightningModule):
                  skip_counter=None):
         super().__init__()
         self.model = model
-        self.modality = modality
+        self.spec = get_modality(modality)
+        self.modality = self.spec.name
         self.optim_cfg = dict(optim)
         self.eval_cfg = {"generate": True, "max_batches": 4, "max_new_tokens": None, **dict(eval or {})}
         self.skip_counter = skip_counter
-        generative = modality in ("image", "audio", "series")
-        self.val_metrics = build_metrics(modality).clone(prefix="val/") if generative else None
-        self.test_metrics = build_metrics(modality).clone(prefix="test/") if generative else None
+        generative = self.spec.generative
+        self.val_metrics = build_metrics(self.modality).clone(prefix="val/") if generative else None
+        self.test_metrics = build_metrics(self.modality).clone(prefix="test/") if generative else None
         self._tokens_seen = 0
         self._t0 = None
 
@@ -72,9 +74,9 @@ class ModRWKVModule(L.LightningModule):
             return
         keys = set(packed.get("keys") or [])
         kept = [s for s in samples if s.get("__key__") in keys] if keys else samples  # corrupt ones were dropped
-        max_new = self.eval_cfg["max_new_tokens"] or MAX_NEW_TOKENS[self.modality]
+        max_new = self.eval_cfg["max_new_tokens"] or self.spec.max_new_tokens
         preds = self.model.generate_batch(kept, max_new_tokens=max_new)
-        extra = update_metrics(metrics, self.modality, kept, preds)
+        extra = self.spec.score(metrics, kept, preds)
         for k, v in extra.items():
             self.log(f"{split}/{k}", v, reduce_fx="sum", batch_size=len(kept), sync_dist=True)
         if batch_idx == 0 and self.global_rank == 0:

@@ -10,12 +10,14 @@ import base64
 import json
 from pathlib import Path
 
+from modrwkv.modalities import get_modality
+
 from .choice_metric import LETTERS, rotations
 from .records import BenchmarkFilesMissing, Record, require
 
 SHORT = "Answer the question using a single word or phrase."
 LETTER = "Answer with the option's letter from the given choices directly."
-TAG = "<image>\n"
+TAG = get_modality("image").tag + "\n"
 
 
 def _limit(records: list[Record], limit: int | None) -> list[Record]:

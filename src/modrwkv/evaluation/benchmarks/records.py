@@ -3,7 +3,6 @@ evaluated), and the clear error for a benchmark folder that lacks its official f
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,33 +40,19 @@ def require(root: Path, name: str, *relative: str, layout: str) -> list[Path]:
     return paths
 
 
-def load_image(source):
-    """A file path or encoded bytes -> PIL RGB image."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source) as img:
-        return img.convert("RGB")
-
-
-def load_audio(source):
-    """A WAV/FLAC path or bytes -> 16 kHz mono float32."""
-    from modrwkv.data.audio_io import decode_audio_bytes
-
-    return decode_audio_bytes(source if isinstance(source, bytes | bytearray) else Path(source).read_bytes())
-
-
-def load_series(source):
-    import numpy as np
-
-    return np.asarray(source, dtype=np.float32)
-
-
-# how each modality's record source becomes the sample field the model reads
-LOADERS = {"image": load_image, "audio": load_audio, "series": load_series}
-
-
 def to_sample(record: Record) -> dict:
-    """The sample dict ``ModRWKV.generate_batch`` takes (schema of docs/ARCHITECTURE.md, without an answer)."""
-    data = LOADERS[record.modality](record.source)
-    return {"__key__": record.key, "modality": record.modality, record.modality: data,
+    """The sample dict ``ModRWKV.generate_batch`` takes (schema of docs/ARCHITECTURE.md, without an answer): the
+    record's file or bytes decoded by its modality's codec (``modrwkv.modalities``), or its array coerced."""
+    from modrwkv.modalities import get_modality
+
+    spec = get_modality(record.modality)
+    codec = spec.codec()
+    source = record.source
+    if isinstance(source, str | Path):
+        data = codec.decode(Path(source).suffix.lstrip(".").lower(), Path(source).read_bytes())
+    elif isinstance(source, bytes | bytearray):
+        data = codec.decode("", bytes(source))  # encoded image/audio bytes: the codec reads the format itself
+    else:
+        data = codec.coerce(source)
+    return {"__key__": record.key, "modality": spec.name, spec.name: data,
             "conversation": [{"role": "user", "content": record.prompt}], "meta": {}}

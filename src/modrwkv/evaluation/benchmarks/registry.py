@@ -44,6 +44,11 @@ class Benchmark:
     score: Callable[[list[Record], list[str]], dict[str, float]]
     max_new_tokens: int
 
+    def __post_init__(self):
+        from modrwkv.modalities import get_modality
+
+        object.__setattr__(self, "modality", get_modality(self.modality).name)  # canonical name, or a clear error
+
 
 def _mean(values) -> float:
     values = list(values)
