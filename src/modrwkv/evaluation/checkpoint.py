@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,16 @@ def load_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
 
 
+def _from_checkpoint_only(cfg: DictConfig) -> DictConfig:
+    """The run's architecture without its pretrained weight files: every weight is then read from the checkpoint
+    (the strict load below checks that it holds them all), so evaluating needs only the run folder."""
+    cfg = copy.deepcopy(cfg)
+    cfg.encoder.model.pretrained = False
+    cfg.backbone.checkpoint = None
+    cfg.stage.allow_untrained_backbone = True  # the rule is about training a frozen random backbone
+    return cfg
+
+
 _CACHE: dict[tuple, tuple] = {}  # the last loaded model: the jobs of an in-process sweep share it
 
 
@@ -80,7 +91,7 @@ def load_trained_run(checkpoint: str | Path, device: str = "cpu", modality: str 
     if key in _CACHE:
         return _CACHE[key]
     _CACHE.clear()
-    model = build_model(cfg)
+    model = build_model(_from_checkpoint_only(cfg))
     missing, unexpected = model.load_state_dict(load_state_dict(ckpt), strict=False)
     if missing or unexpected:
         raise ValueError(f"{ckpt} does not fit the model of {run_dir}/.hydra/config.yaml: missing {missing[:8]}, "
