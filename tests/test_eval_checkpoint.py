@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from analysis.sweep_configs import compose
 from modrwkv.evaluation.checkpoint import load_trained_run, locate
+from modrwkv.safe_load import CheckpointError
 from modrwkv.training.build import build_model
 
 
@@ -48,5 +47,5 @@ def test_bad_checkpoints_are_refused(tmp_path):
     with pytest.raises(ValueError, match="does not fit the model"):
         load_trained_run(run)
     evil = _run_dir(tmp_path / "evil", cfg, {"state_dict": {}, "extra": NotATensor()})
-    with pytest.raises(pickle.UnpicklingError):  # weights_only=True: no arbitrary objects
+    with pytest.raises(CheckpointError, match="refused to load"):  # weights only: no arbitrary objects
         load_trained_run(evil)

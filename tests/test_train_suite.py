@@ -70,7 +70,7 @@ def test_stage2_from_stage1_and_resume(tmp_path, data_dir):
               data_dir=data_dir)
     import torch
 
-    state = torch.load(tmp_path / "s3" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = torch.load(tmp_path / "s3" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 6
 
 
@@ -79,7 +79,7 @@ def test_stage1_trains_only_the_adapter(tmp_path, data_dir):
 
     run_train(tmp_path, "stage=stage1", "stage.allow_untrained_backbone=true", "hydra.run.dir=" + str(tmp_path / "s1"),
               "logger=none", data_dir=data_dir)
-    state = torch.load(tmp_path / "s1" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = torch.load(tmp_path / "s1" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     opt_params = sum(len(g["params"]) for g in state["optimizer_states"][0]["param_groups"])
     adapter_params = sum(1 for k in state["state_dict"] if k.startswith("model.adapter."))
     assert opt_params == adapter_params

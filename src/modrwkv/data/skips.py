@@ -58,6 +58,17 @@ class SkipCounter:
         with self._seen.get_lock():
             self._seen.value = 0
 
+    def state_dict(self) -> dict[str, int]:
+        """The counts, for a checkpoint."""
+        return {"seen": self.seen, "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a checkpoint's counts (limits then apply to the whole run, not only since the resume)."""
+        with self._skipped.get_lock():
+            self._skipped.value = int(state["skipped"])
+        with self._seen.get_lock():
+            self._seen.value = int(state["seen"])
+
     def count_seen(self, n: int = 1) -> None:
         """Record ``n`` samples decoded successfully."""
         with self._seen.get_lock():

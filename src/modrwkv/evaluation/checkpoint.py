@@ -54,9 +54,12 @@ def load_run_config(run_dir: Path) -> DictConfig:
 
 
 def load_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
-    """The model weights of a Lightning checkpoint (``model.`` prefix removed), loaded with weights_only=True."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    if "state_dict" not in state:
+    """The model weights of a Lightning checkpoint (``model.`` prefix removed), read weights-only
+    (``modrwkv.safe_load.read_checkpoint``: a file holding pickled objects is refused)."""
+    from modrwkv.safe_load import read_checkpoint
+
+    state = read_checkpoint(ckpt, what="checkpoint")
+    if not isinstance(state, dict) or "state_dict" not in state:
         raise ValueError(f"{ckpt} is not a Lightning checkpoint of a training run (no 'state_dict')")
     return {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
 

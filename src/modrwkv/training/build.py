@@ -54,5 +54,7 @@ def build_model(cfg: DictConfig, device: str | None = None):
     adapter = instantiate(cfg.adapter.module, in_dim=encoder.out_dim, llm_dim=backbone.config.n_embd)
     model = ModRWKV(encoder, adapter, backbone)
     parts = set(cfg.stage.train)
-    model.freeze(encoder="encoder" not in parts, adapter="adapter" not in parts, backbone="backbone" not in parts)
+    # a pretrained encoder whose config says trainable: false (Timer) stays frozen whatever the stage lists
+    train_encoder = "encoder" in parts and cfg.encoder.get("trainable", True)
+    model.freeze(encoder=not train_encoder, adapter="adapter" not in parts, backbone="backbone" not in parts)
     return model
