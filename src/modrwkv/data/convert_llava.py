@@ -80,7 +80,8 @@ def _records(entries, image_root: Path, report: ConvertReport):
                 buf = io.BytesIO()
                 img.convert("RGB").save(buf, format="PNG")
             data, ext = buf.getvalue(), "png"
-        answer = conversation[-1]["content"]
+        # the answer to the first question: evaluation prompts with the turns before the first assistant turn
+        answer = next(t["content"] for t in conversation if t["role"] == "assistant")
         meta = {"id": ident, "image": entry["image"], "source": "llava", "answer": answer}
         report.written["all"] += 1
         yield {"__key__": sanitize_key(f"{index:08d}-{ident}")[:120], "json": json_bytes("image", conversation, meta),

@@ -26,6 +26,15 @@ def check_config(cfg: DictConfig) -> None:
     unknown = set(cfg.stage.train) - {"encoder", "adapter", "backbone"}
     if unknown:
         raise ConfigError(f"stage.train names unknown parts {sorted(unknown)}; use encoder, adapter, backbone")
+    untrained = cfg.backbone.get("checkpoint") is None and not cfg.stage.get("init_from")
+    if untrained and "backbone" not in cfg.stage.train and not cfg.stage.get("allow_untrained_backbone", False):
+        # BlinkDL's init zeroes att.output and ffn.value: modality tokens cannot reach the text, the adapter's
+        # gradient is exactly 0 and nothing trains
+        raise ConfigError(
+            f"stage {cfg.stage.name} freezes the backbone, but backbone={cfg.backbone.name} is randomly initialised "
+            "(its zero-initialised output projections pass no signal from modality tokens, so nothing would "
+            "train): use a trained backbone (backbone=base or g1), stage.init_from=<a stage-2 .ckpt>, or "
+            "stage=stage2; stage.allow_untrained_backbone=true runs it anyway")
     if cfg.adapter.kind == "conv" and cfg.adapter.stride < 1:
         raise ConfigError(f"adapter.stride must be >= 1, got {cfg.adapter.stride}")
 

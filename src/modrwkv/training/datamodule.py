@@ -120,6 +120,10 @@ class ModRWKVDataModule(L.LightningDataModule):
 
             self.manifest = load_prepared(self.root).manifest
 
+    def has_split(self, split: str) -> bool:
+        """Whether ``split`` has shards (converted data may come with train/ and val/ only)."""
+        return self.source == "offline" or any((Path(self.root) / split).glob("*.tar"))
+
     def _dataset(self, split: str, train: bool):
         from ..data.reader import list_shards, make_dataset
 

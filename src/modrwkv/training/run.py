@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from ..evaluation.checkpoint import RUN_ID_FILE
 from .build import build_model
 from .checkpoint_io import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from .config_check import ConfigError, preflight
@@ -148,7 +149,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"), weights_only=True)
         if cfg.get("test_after_training", True) and not trainer.fast_dev_run:
-            trainer.test(module, datamodule=datamodule)
+            if getattr(datamodule, "has_split", lambda split: True)("test"):
+                trainer.test(module, datamodule=datamodule)
+            else:  # converted data may have train/ and val/ only
+                log.warning("no test/ shards in %s: test phase skipped (the val/ metrics are the final ones)",
+                            datamodule.root)
         metrics = _final_metrics(trainer)
         if "data/skipped" not in metrics and getattr(datamodule, "skips", None) is not None:
             metrics["data/skipped"] = float(datamodule.skips.skipped)
@@ -164,6 +169,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         client, run_id = logger.experiment, logger.run_id
         client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         client.log_text(run_id, json.dumps(metrics, indent=1, sort_keys=True), "final_metrics.json")
+        (Path(cfg.paths.output) / RUN_ID_FILE).write_text(run_id)  # src/eval.py links its runs to this one
         logger.finalize("success")
     log.info("final metrics: %s", metrics)
     return metrics
