@@ -220,6 +220,7 @@ def malicious(tmp_path) -> tuple[Path, Path]:
 def test_malicious_pickle_runs_nothing_on_any_loading_path(tmp_path, malicious):
     from modrwkv.backbone import RWKV7
     from modrwkv.encoders.registry import build_encoder
+    from modrwkv.evaluation.checkpoint import load_state_dict as load_eval_weights
     from modrwkv.safe_load import CheckpointError
     from modrwkv.training.checkpoint_io import AtomicCheckpointIO
     from modrwkv.training.lm import export_backbone
@@ -235,6 +236,7 @@ def test_malicious_pickle_runs_nothing_on_any_loading_path(tmp_path, malicious):
         "wavenet encoder": lambda: build_encoder("tiny-wavenet", weights=evil),
         "open_clip encoder": lambda: build_encoder("tiny-siglip", weights=evil),
         "WavLM encoder (UniLM .pt)": lambda: build_encoder("tiny-wavlm-large", weights=evil),
+        "eval.py checkpoint": lambda: load_eval_weights(evil),
     }
     for name, load in paths.items():
         with pytest.raises(CheckpointError, match="refused to load|cannot be read weights-only"):
