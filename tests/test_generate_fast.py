@@ -141,8 +141,31 @@ def test_config_generation_key_reaches_the_model():
         cfg = compose("train", overrides=["generation.fast=false", "generation.check_every=4"])
     with torch.device("meta"):
         model = build_model(cfg, device="meta")
-    assert model.generation == FastOptions(fast=False, check_every=4, compile=False)
+    assert model.generation == FastOptions(fast=False, check_every=4, compile=False, prefill_chunk=16384)
     with initialize_config_dir(str(conf), version_base=None):
         cfg = compose("train", overrides=["generation.check_every=0"])
     with pytest.raises(ValueError, match="generation.check_every must be an integer >= 1"):
         build_model(cfg, device="meta")
+
+
+def test_prefill_in_pieces_equals_one_packed_forward():
+    """Prompts read in rows of at most prefill_chunk tokens (a long one piecewise, carrying the state) give the
+    same logits, states and answers as one packed forward."""
+    model = copy.deepcopy(_model("tiny-wavenet", "mlp"))
+    samples = [_sample("series", seed=i, question=q) for i, q in enumerate(["Next?", "What comes next here?", "?"])]
+    whole = model.generate_ids(samples, max_new_tokens=N_NEW)
+    with torch.no_grad():
+        mods = model._modality_tokens(samples)
+        pieces = [(model.template.prompt_ids(model._prompt(s, None), "series", m.shape[0]), m)
+                  for s, m in zip(samples, mods)]
+        ref_logits, ref_state = model._prefill(pieces)
+        model.generation = FastOptions(prefill_chunk=11)  # shorter than every prompt: each one is read piecewise
+        logits, state = model._prefill(pieces)
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(state.wkv, ref_state.wkv)
+    torch.testing.assert_close(state.att_shift, ref_state.att_shift)
+    assert model.generate_ids(samples, max_new_tokens=N_NEW) == whole
+    model.generation = FastOptions(prefill_chunk=max(len(p) for p, _ in pieces) + 2)  # one prompt per row
+    assert model.generate_ids(samples, max_new_tokens=N_NEW) == whole
+    with pytest.raises(ValueError, match="prefill_chunk"):
+        FastOptions(prefill_chunk=0)

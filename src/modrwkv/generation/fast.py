@@ -34,17 +34,21 @@ from .sampling import GREEDY, draw_uniform, sample_tokens, sampler_mode
 class FastOptions:
     """How `ModRWKV` decodes. ``fast``: None = the fast decoder on a GPU, the eager loop on the CPU; True / False
     force one (True on the CPU: the fused step without graphs). ``check_every``: tokens between stop-token checks.
-    ``compile``: torch.compile the fused step's elementwise work (slower first call)."""
+    ``compile``: torch.compile the fused step's elementwise work (slower first call). ``prefill_chunk``: the most
+    prompt tokens read in one forward (longer prompts and larger batches are read in pieces: bounded memory)."""
 
     fast: bool | None = None
     check_every: int = 8
     compile: bool = False
+    prefill_chunk: int = 16384
 
     def __post_init__(self):
         if self.fast not in (None, True, False):
             raise ValueError(f"generation.fast must be true, false or null (auto: on a GPU), got {self.fast!r}")
         if isinstance(self.check_every, bool) or not isinstance(self.check_every, int) or self.check_every < 1:
             raise ValueError(f"generation.check_every must be an integer >= 1, got {self.check_every!r}")
+        if isinstance(self.prefill_chunk, bool) or not isinstance(self.prefill_chunk, int) or self.prefill_chunk < 1:
+            raise ValueError(f"generation.prefill_chunk must be an integer >= 1, got {self.prefill_chunk!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"generation.compile must be true or false, got {self.compile!r}")
 
