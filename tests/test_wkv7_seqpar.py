@@ -126,5 +126,6 @@ def test_auto_heuristic():
     assert seqpar_wanted("auto", 64, 16384, 132)  # B=2 H=32 T=16384
     assert not seqpar_wanted("auto", 256, 4096, 132)  # B=8 H=32 T=4096: the sequential kernels fill the GPU
     assert not seqpar_wanted("auto", 32, 1000, 132)  # short sequences: the extra launches are not worth it
+    assert not seqpar_wanted("auto", 128, 16384, 132)  # 128 pairs: about one per multiprocessor
     with pytest.raises(ValueError):
         seqpar_wanted("yes", 1, 1, 1)

@@ -50,9 +50,10 @@ from .triton_seq import _wkv7_bwd_dstate_kernel, _wkv7_fwd_kernel
 SEQPAR_CONFIG = {"SEQPAR_SEG": 4, "BV_SEQPAR": 16, "BV_SEQPAR_C": 64, "WARPS_SEQPAR_A": 4, "WARPS_SEQPAR_B": 4,
                  "STAGES_SEQPAR_B": 3, "SEQPAR_PREC": "tf32"}
 # "auto" takes the sequence-parallel passes when the sequential kernels would leave the GPU underused: at most this
-# many (sequence, head) pairs per multiprocessor, and sequences long enough for the extra launches to pay.
+# many (sequence, head) pairs per multiprocessor, and sequences long enough for the extra launches to pay (the
+# bounds enclose the shapes where bench/wkv7.py --seqpar measured a gain, bench/RESULTS.md).
 AUTO_MAX_SEQ_HEADS_PER_SM = 0.5
-AUTO_MIN_TOKENS = 8192
+AUTO_MIN_TOKENS = 16384
 
 
 def seqpar_wanted(mode: str, n_seq_heads: int, tokens_per_seq: float, n_sms: int) -> bool:
