@@ -6,10 +6,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ..modalities import find_modality
+from .config_check import ConfigError
 
-
-class ConfigError(ValueError):
-    """The configuration's choices do not fit together; the message says what to change."""
+__all__ = ["ConfigError", "build_model", "check_config"]
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -52,7 +51,8 @@ def build_model(cfg: DictConfig, device: str | None = None):
     encoder = instantiate(cfg.encoder.model)  # first: a missing encoder file fails before a large backbone is built
     backbone = instantiate(cfg.backbone.module, device=device)
     adapter = instantiate(cfg.adapter.module, in_dim=encoder.out_dim, llm_dim=backbone.config.n_embd)
-    model = ModRWKV(encoder, adapter, backbone)
+    gen = cfg.get("generation")
+    model = ModRWKV(encoder, adapter, backbone, generation=None if gen is None else dict(gen))
     parts = set(cfg.stage.train)
     # a pretrained encoder whose config says trainable: false (Timer) stays frozen whatever the stage lists
     train_encoder = "encoder" in parts and cfg.encoder.get("trainable", True)

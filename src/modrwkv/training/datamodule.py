@@ -136,6 +136,7 @@ class ModRWKVDataModule(L.LightningDataModule):
         count = self.manifest.get("counts", {}).get(split, {}).get("samples")
         plan = train_plan(list_shards(str(folder)), rank, world, num_workers=self.num_workers, num_samples=count,
                           epoch_length=self.epoch_length, resampled=self.resampled)
+        self.skips.expect(plan.epoch_length or count)  # the skip fraction is judged over a whole pass at least
         if world > 1:
             log.info("rank %d/%d reads %s training shards (%s), %d samples per epoch", rank, world,
                      len(plan.urls), plan.mode, plan.epoch_length)

@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..evaluation.checkpoint import RUN_ID_FILE
 from .build import build_model
-from .checkpoint_io import AtomicCheckpointIO, read_checkpoint
+from .checkpoint_io import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from .config_check import ConfigError, preflight
 from .distributed import check_launch, cluster_overrides, is_multirun
 from .guard import DivergenceGuard
 from .mlflow_runs import job_run_name, parent_run_id
@@ -106,8 +107,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     A crash or a diverged loss marks the MLflow run FAILED and raises; SIGTERM/SIGUSR1 saves ``last.ckpt``, marks the
     run KILLED and exits with ``128 + signal``."""
     cfg.paths.root = str(Path(cfg.paths.root).resolve())  # everything under it is then absolute too
-    if cfg.get("resume"):  # a missing, empty, truncated or unsafe file: one line, before any work
-        read_checkpoint(cfg.resume, what="resume", mmap=True)
+    preflight(cfg)  # every option checked (ConfigError) and the MLflow store ready, before any work
+    if cfg.get("resume"):  # an empty, truncated or unsafe file: one line, before any work
+        try:
+            read_checkpoint(cfg.resume, what="resume", mmap=True)
+        except CheckpointError as exn:
+            raise ConfigError(str(exn)) from None
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     if cfg.get("task", {}).get("name", "multimodal") == "lm":
