@@ -127,9 +127,10 @@ def read_mmbench(root: Path, file: str = "MMBench_DEV_EN.tsv", circular: bool = 
         answer = LETTERS.index(row["answer"].strip())
         hint = f"{row['hint']}\n" if row.get("hint", "") not in ("", "nan") else ""
         variants = rotations(choices, answer) if circular else [(choices, answer)]
+        picture = base64.b64decode(image)  # one copy shared by the rotations
         for k, (opts, ans) in enumerate(variants):
             prompt = f"{TAG}{hint}{row['question']}\n{_options_text(opts)}\n{LETTER}"
-            out.append(Record(f"{row['index']}-{k}", "image", base64.b64decode(image), prompt,
+            out.append(Record(f"{row['index']}-{k}", "image", picture, prompt,
                               {"question": row["index"], "answer": LETTERS[ans], "choices": opts,
                                "category": row.get("category", "")}))
         if limit is not None and len({r.ref["question"] for r in out}) >= limit:
