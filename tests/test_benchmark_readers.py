@@ -38,6 +38,9 @@ def test_reader_details(tmp_path):
     assert [r.key for r in sqa] == ["1", "4"]  # test split, image problems only
     assert sqa[1].prompt == ("<image>\nContext: A picture.\nWhich is blue?\nA. sky\nB. grass\n"
                              "Answer with the option's letter from the given choices directly.")
+    (tmp_path / "s" / "images").rename(tmp_path / "s" / "unpacked")
+    (tmp_path / "s" / "unpacked" / "test").rename(tmp_path / "s" / "test")  # the release archive's own layout
+    assert [r.key for r in read_benchmark("sqa_img", tmp_path / "s")] == ["1", "4"]
     fx.write_mmbench(tmp_path / "m")
     mm = read_benchmark("mmbench", tmp_path / "m")
     assert [r.ref["answer"] for r in mm] == ["B", "A", "C", "A", "B"]  # rotated options, circular copy row skipped
@@ -56,6 +59,7 @@ def test_reader_details(tmp_path):
     ("librispeech_other", lambda root: fx.write_librispeech(root, "test-other"), "wer"),
     ("aishell1_test", fx.write_aishell1, "cer"),
     ("aishell1_dev", lambda root: fx.write_aishell1(root, "dev"), "cer"),
+    ("aishell1_test", lambda root: fx.write_aishell1(root / "data_aishell"), "cer"),  # the release's top folder
 ])
 def test_speech_readers(tmp_path, name, write, metric):
     oracle = write(tmp_path)

@@ -130,7 +130,10 @@ def test_loglikelihood_matches_the_training_loss(tiny_run, task_dir):
     plugin = ModRWKVLmms(str(tiny_run), device="cpu")
     docs = [json.loads(line) for line in (task_dir / "data.jsonl").read_text().splitlines()]
     plugin.task_dict = {"t": {"test": docs}}
-    visual = lambda doc: [Image.open(doc["image"])]  # noqa: E731
+
+    def visual(doc):
+        return [Image.open(doc["image"])]
+
     reqs = [Instance("loglikelihood", (doc["question"], cont, visual, i, "t", "test"), idx=0,
                      metadata={"task": "t", "doc_id": i, "repeats": 1})
             for i, doc in enumerate(docs) for cont in (" yes", "no")]

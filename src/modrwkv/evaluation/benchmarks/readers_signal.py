@@ -35,7 +35,9 @@ def read_librispeech(root: Path, split: str = "test-clean", limit: int | None = 
 def read_aishell1(root: Path, split: str = "test", limit: int | None = None) -> list[Record]:
     """Aishell-1: ``transcript/aishell_transcript_v0.8.txt`` ("<utt> <words separated by spaces>") and
     ``wav/<split>/<speaker>/<utt>.wav``; utterances of ``split`` without a transcript line are skipped (as the
-    release's own recipes do)."""
+    release's own recipes do). ``root`` may also be the folder holding ``data_aishell/``."""
+    if (Path(root) / "data_aishell").is_dir():
+        root = Path(root) / "data_aishell"
     tf, wavs = require(root, f"aishell1_{split}", "transcript/aishell_transcript_v0.8.txt", f"wav/{split}",
                        layout=f"transcript/aishell_transcript_v0.8.txt, wav/{split}/<speaker>/*.wav")
     text = {}

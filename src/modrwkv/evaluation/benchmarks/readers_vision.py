@@ -70,9 +70,12 @@ def _options_text(choices: list[str], style: str = "{letter}. {text}") -> str:
 
 def read_scienceqa(root: Path, split: str = "test", limit: int | None = None) -> list[Record]:
     """ScienceQA, image subset: ``problems.json`` ({pid: {question, choices, answer, hint, image, split}}) and
-    ``images/<split>/<pid>/image.png``; only problems of ``split`` with an image are kept (SQA-IMG)."""
+    ``images/<split>/<pid>/image.png`` (or ``<split>/<pid>/image.png``, as the release's archives unpack); only
+    problems of ``split`` with an image are kept (SQA-IMG)."""
     (pf,) = require(root, "sqa_img", "problems.json", layout="problems.json, images/<split>/<pid>/image.png")
     images = Path(root) / "images" / split
+    if not images.is_dir() and (Path(root) / split).is_dir():
+        images = Path(root) / split
     out = []
     for pid, p in json.loads(pf.read_text()).items():
         if p.get("split") != split or not p.get("image"):
@@ -124,9 +127,10 @@ def read_mmbench(root: Path, file: str = "MMBench_DEV_EN.tsv", circular: bool = 
         answer = LETTERS.index(row["answer"].strip())
         hint = f"{row['hint']}\n" if row.get("hint", "") not in ("", "nan") else ""
         variants = rotations(choices, answer) if circular else [(choices, answer)]
+        picture = base64.b64decode(image)  # one copy shared by the rotations
         for k, (opts, ans) in enumerate(variants):
             prompt = f"{TAG}{hint}{row['question']}\n{_options_text(opts)}\n{LETTER}"
-            out.append(Record(f"{row['index']}-{k}", "image", base64.b64decode(image), prompt,
+            out.append(Record(f"{row['index']}-{k}", "image", picture, prompt,
                               {"question": row["index"], "answer": LETTERS[ans], "choices": opts,
                                "category": row.get("category", "")}))
         if limit is not None and len({r.ref["question"] for r in out}) >= limit:

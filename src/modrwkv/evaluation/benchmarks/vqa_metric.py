@@ -49,15 +49,16 @@ PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_",
 # every period not followed by a digit ("3." -> "3", "1.5" kept)
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+EVALAI_COMMA_STRIP = re.compile(r"(?<=\d)(\,)+(?=\d)")  # EvalAI's variant: also "1,,2"
 # the reference passes re.UNICODE (= 32) where re.sub takes its count: at most 32 periods are removed
 _PERIOD_COUNT = int(re.UNICODE)
 
 
-def process_punctuation(text: str) -> str:
+def process_punctuation(text: str, comma_strip: re.Pattern = _COMMA_STRIP) -> str:
     """Delete a punctuation mark when it touches a space (or the text has a digit,digit comma), else turn it into a
     space; then remove periods not followed by a digit."""
     out = text
-    has_digit_comma = _COMMA_STRIP.search(text) is not None
+    has_digit_comma = comma_strip.search(text) is not None
     for p in PUNCTUATION:
         if p + " " in text or " " + p in text or has_digit_comma:
             out = out.replace(p, "")
@@ -73,10 +74,10 @@ def process_digit_article(text: str) -> str:
     return " ".join(CONTRACTIONS.get(w, w) for w in words)
 
 
-def normalize_vqa_answer(text: str) -> str:
+def normalize_vqa_answer(text: str, comma_strip: re.Pattern = _COMMA_STRIP) -> str:
     """The full normalisation the reference applies to a predicted answer."""
     text = text.replace("\n", " ").replace("\t", " ").strip()
-    return process_digit_article(process_punctuation(text))
+    return process_digit_article(process_punctuation(text, comma_strip))
 
 
 def _leave_one_out(pred: str, gts: list[str]) -> float:
@@ -97,7 +98,7 @@ def evalai_normalize(text: str) -> str:
     """EvalAI's answer processor (TextVQA's evaluator): lower case, commas and question marks dropped, "'s" split
     off, then the VQA normalisation."""
     text = text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
-    return normalize_vqa_answer(text)
+    return normalize_vqa_answer(text, EVALAI_COMMA_STRIP)
 
 
 def textvqa_accuracy(prediction: str, answers: list[str]) -> float:
