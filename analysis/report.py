@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from modrwkv.modalities import MODALITIES
+
 from .plots import plot_heatmap, plot_metric_vs_tokens, plot_training_curves
 from .runs import load_sweep, metric_history
 from .tables import runs_table, sweep_table, title_of, to_markdown
 
 # the metric a sweep is judged by, per modality (higher is better for accuracy, lower for the others)
-MAIN_METRIC = {"image": "val/accuracy", "series": "val/mse", "audio": "val/wer", "text": "val/loss"}
+MAIN_METRIC = {name: spec.main_metric for name, spec in MODALITIES.items()}
 
 
 @dataclass

@@ -6,16 +6,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from modrwkv.modalities import MODALITIES
+
 from .paper_tables import paper_row
 from .tokens import modality_tokens
 
 # our metrics per modality, in column order (the final value each run logged)
-METRICS = {
-    "image": ("val/accuracy", "test/accuracy", "val/loss", "test/loss"),
-    "series": ("val/mse", "val/mae", "test/mse", "test/mae", "val/loss"),
-    "audio": ("val/wer", "val/cer", "test/wer", "test/cer", "val/loss"),
-    "text": ("val/loss", "test/loss"),
-}
+METRICS = {name: spec.report_metrics for name, spec in MODALITIES.items()}
 # params shown for a row, with their column titles; the spec of a sweep picks which identify its rows
 COLUMN_TITLES = {"encoder": "encoder", "backbone_scale": "backbone", "backbone": "built size", "conv": "conv (k,s)",
                  "tokens": "tokens", "scale": "adapter scale", "checkpoint": "checkpoint", "adapter": "adapter"}

@@ -22,10 +22,11 @@ CONF = str(Path(__file__).resolve().parent.parent / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")
 def main(cfg: DictConfig) -> float | list[float] | None:
+    from modrwkv.training.config_check import exit_on_config_error
     from modrwkv.training.run import train
     from modrwkv.training.search import objective_value
 
-    metrics = train(cfg)
+    metrics = exit_on_config_error(train, cfg)  # a bad option: one line on stderr, exit status 2
     return objective_value(cfg.get("objective"), metrics)  # raises when missing or not finite (a failed trial)
 
 

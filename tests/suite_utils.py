@@ -18,15 +18,21 @@ TINY = [
 ]
 
 
-def run_train(root: Path, *overrides: str, data_dir: Path | None = None, check: bool = True,
-              timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python src/train.py <overrides>`` with the project root (mlflow.db, outputs) in ``root``."""
+def train_command(root: Path, *overrides: str, data_dir: Path | None = None) -> tuple[list[str], dict]:
+    """(argv, env) of ``python src/train.py <TINY> <overrides>`` with the project root in ``root``."""
     env = {**os.environ, "MODRWKV_ROOT": str(root), "HYDRA_FULL_ERROR": "1", "PYTHONUNBUFFERED": "1"}
     flags = [o for o in overrides if o.startswith("-")]  # e.g. -m: Hydra's flags go before the overrides
     args = [sys.executable, str(TRAIN), *flags, *TINY, *(o for o in overrides if not o.startswith("-"))]
     if data_dir is not None:
         args.append(f"paths.data={data_dir}")
-    proc = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    return args, env
+
+
+def run_train(root: Path, *overrides: str, data_dir: Path | None = None, check: bool = True,
+              timeout: int = 600, **popen) -> subprocess.CompletedProcess:
+    """``python src/train.py <overrides>`` with the project root (mlflow.db, outputs) in ``root``."""
+    args, env = train_command(root, *overrides, data_dir=data_dir)
+    proc = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, **popen)
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc

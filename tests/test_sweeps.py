@@ -18,6 +18,8 @@ EXPECTED = {
     "adapter_scale": {"adapter.scale": ["2", "4", "8"]},
     "backbone_init": {"backbone": ["random", "base", "g1"]},
     "smoke": {"adapter": ["mlp", "conv_3_2"]},
+    "asr_encoder": {"encoder": ["wavlm", "wavlm_base_plus", "whisper_medium", "whisper"]},
+    "forecast_encoder": {"encoder": ["wavenet", "timer"]},
 }
 # tiny test sizes: a handful of steps on a few samples
 TINY = ["preset.max_steps=2", "preset.val_every=2", "preset.warmup_steps=1",

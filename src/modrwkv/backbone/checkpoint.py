@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..safe_load import read_checkpoint
 from .config import RWKV7Config
 
 # parameters that may be absent from a file: layer 0's unused value-residual LoRA
@@ -127,7 +128,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"RWKV-7 checkpoint not found: {path} (a BlinkDL .pth file or an fla/HF folder)")
     if path.is_dir():
         return _read_hf_folder(path)
-    sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    sd = read_checkpoint(path, what="backbone checkpoint", mmap=True)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"{path} is not a plain state dict of tensors (a BlinkDL RWKV-7 .pth)")
     return sd

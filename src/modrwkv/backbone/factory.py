@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
+from ..weights import WeightFileMissing, resolve_checkpoint
 from .config import RWKV7Config
 from .model import RWKV7
 
-
-class WeightFileMissing(FileNotFoundError):
-    """A weight file the configuration names is not in the weights folder."""
-
-
-def resolve_checkpoint(checkpoint: str | Path, weights_dir: str | Path | None) -> Path:
-    """An absolute path as is; a relative one under ``weights_dir``. Missing: an error naming file and folder."""
-    path = Path(checkpoint)
-    if not path.is_absolute() and weights_dir is not None:
-        path = Path(weights_dir) / path
-    if not path.exists():
-        raise WeightFileMissing(
-            f"RWKV-7 checkpoint {Path(checkpoint).name!r} not found at {path}. Put the file (a BlinkDL .pth or an "
-            f"fla/HF folder) in the weights folder {weights_dir} (config paths.weights or env MODRWKV_WEIGHTS), "
-            "or pass an absolute path with backbone.checkpoint=...; nothing is downloaded at run time.")
-    return path
+__all__ = ["WeightFileMissing", "build_backbone", "resolve_checkpoint"]  # the lookup is modrwkv.weights'
 
 
 def build_backbone(size: str = "tiny", checkpoint: str | None = None, weights_dir: str | None = None,

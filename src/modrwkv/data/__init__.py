@@ -13,6 +13,7 @@ Main entry points (see each module's docstring):
 - ``modrwkv.data.shapes_vqa``, ``spoken_words``, ``forecasting``: the generators.
 - ``modrwkv.data.forecast_format``: ``format_forecast`` / ``parse_forecast``.
 - ``modrwkv.data.convert_llava``, ``convert_librispeech``, ``convert_ett``: converters (each also a CLI).
-"""
+- ``modrwkv.data.codecs``: how each kind of data is checked, stored in a record and read back.
 
-MODALITIES = ("image", "audio", "series")
+The modalities themselves (names, tags, codecs, generators) are registered in ``modrwkv.modalities``.
+"""

@@ -1,6 +1,7 @@
 """The chat template (RWKV World format) shared by training, evaluation and generation.
 
     user turn:       "\\x16User: {text}\\x17"          modality tag in text -> N placeholder ids (65535)
+                                                    (each modality's tag is in the registry, modrwkv.modalities)
     assistant turn:  "\\x16Assistant: {text}\\x17"     labels: the answer tokens and the closing 24
 
 Every piece is tokenised on its own ("\\x16User: " + text before the tag | placeholders | text after the tag |
@@ -14,11 +15,12 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from modrwkv.modalities import data_modalities, find_modality, modality_tags
+
 PLACEHOLDER_ID = 65535  # outside the World tokenizer's range (ids <= 65529); replaced by adapter outputs
 IGNORE_INDEX = -100
 TURN_START = 23  # "\x16"
 TURN_END = 24  # "\x17": ends a turn and generation
-TAGS = {"image": "<image>", "audio": "<audio>", "series": "<series>"}
 USER_ROLES = ("user", "human")
 ASSISTANT_ROLES = ("assistant", "gpt")
 
@@ -77,7 +79,7 @@ class ChatTemplate:
         """One user turn -> (ids, index of the first placeholder or -1). The modality's tag in `text` becomes
         `num_tokens` placeholders; `modality` given and the tag absent: the tag is put first, followed by a newline."""
         if modality is None:
-            for tag in TAGS.values():
+            for tag in modality_tags():
                 if tag in text:
                     raise ValueError(f"user text has {tag} but the sample has no modality")
             return self._encode(self.user_prefix + text) + [TURN_END], -1
@@ -164,9 +166,11 @@ class ChatTemplate:
 
 
 def _tag(modality: str) -> str:
-    if modality not in TAGS:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {sorted(TAGS)}")
-    return TAGS[modality]
+    """The chat tag of ``modality`` (the registry's, e.g. "<image>")."""
+    spec = find_modality(modality)
+    if spec is None or spec.tag is None:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {sorted(data_modalities())}")
+    return spec.tag
 
 
 def _check_roles(conversation: Sequence[dict], generation: bool) -> None:

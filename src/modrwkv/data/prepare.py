@@ -20,11 +20,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from modrwkv.data.atomic import atomic_dir
 from modrwkv.data.shards import write_shards
+from modrwkv.modalities import MODALITIES, SPLITS, find_modality
 
 log = logging.getLogger("modrwkv.data")
-SPLITS = ("train", "val", "test")
 FORMAT_VERSION = 1  # bump when the generators change what they produce, so old folders are rebuilt
 
 
@@ -37,56 +39,33 @@ class PreparedDataset:
     manifest: dict
 
 
+def _offline(modality: str):
+    spec = find_modality(modality)
+    if spec is None or spec.offline is None:
+        raise ValueError(f"unknown modality {modality!r}; expected one of "
+                         f"{', '.join(n for n, s in MODALITIES.items() if s.offline)} (the offline generators)")
+    return spec, spec.offline
+
+
 def make_config(modality: str, config=None):
     """The generator config of ``modality`` from None, a config object or a mapping (e.g. from Hydra).
 
     Mappings may name a preset: ``{"difficulty": "medium", "image_size": 128}`` (image),
     ``{"preset": "sequences"}`` (audio); series takes ``ForecastConfig`` fields.
     """
-    if modality == "image":
-        from modrwkv.data.shapes_vqa import ShapesVQAConfig as cls
-    elif modality == "audio":
-        from modrwkv.data.spoken_words import SpokenWordsConfig as cls
-    elif modality == "series":
-        from modrwkv.data.forecasting import ForecastConfig as cls
-    else:
-        raise ValueError(f"unknown modality {modality!r}; expected image, audio or series")
+    spec, offline = _offline(modality)
+    cls = offline.config_class()
     if isinstance(config, cls):
         return config
     fields = {k: tuple(v) if isinstance(v, list) or type(v).__name__ == "ListConfig" else v
               for k, v in dict(config or {}).items()}
-    names = {f.name for f in dataclasses.fields(cls)} | ({"preset"} if modality == "audio" else set())
+    names = {f.name for f in dataclasses.fields(cls)} | ({offline.preset_key} if offline.preset_key else set())
     unknown = sorted(set(fields) - names)
     if unknown:
-        raise ValueError(f"unknown {modality} dataset options {unknown}; known: {sorted(names)}")
-    if modality == "image":
-        return cls.preset(fields.pop("difficulty", "easy"), **fields)
-    if modality == "audio":
-        return cls.preset(fields.pop("preset", "digits"), **fields)
+        raise ValueError(f"unknown {spec.name} dataset options {unknown}; known: {sorted(names)}")
+    if offline.preset_key:
+        return cls.preset(fields.pop(offline.preset_key, offline.default_preset), **fields)
     return cls(**fields)
-
-
-def _generate(modality: str, n: int, seed: int, split: str, config, cache_dir):
-    split_seed = seed * 1000 + SPLITS.index(split)  # distinct, reproducible streams per split
-    if modality == "image":
-        from modrwkv.data.shapes_vqa import generate_shapes_vqa
-
-        return generate_shapes_vqa(n, split_seed, config)
-    if modality == "audio":
-        from modrwkv.data.spoken_words import generate_spoken_words
-
-        return generate_spoken_words(n, split_seed, config, cache_dir=cache_dir)
-    from modrwkv.data.forecasting import generate_forecast_windows
-
-    return generate_forecast_windows(n, seed, split, config)
-
-
-def _extra_manifest(modality: str, config) -> dict:
-    if modality == "image":
-        from modrwkv.data.shapes_vqa import answer_vocabulary, chance_accuracy
-
-        return {"answer_vocabulary": answer_vocabulary(config), "chance_accuracy": chance_accuracy(config)}
-    return {}
 
 
 def _read_manifest(root: Path) -> dict | None:
@@ -110,14 +89,17 @@ def prepare_offline_dataset(modality: str, out_dir: str | os.PathLike, n_train: 
                             n_test: int = 200, seed: int = 0, config=None, maxcount: int | None = None,
                             image_format: str = "png", audio_format: str = "flac",
                             cache_dir: str | os.PathLike | None = None) -> PreparedDataset:
-    """Generate train/val/test shards of ``modality`` ("image": shapes VQA, "audio": spoken words, "series":
-    forecasting windows) under ``out_dir`` once; later calls with the same arguments reuse them.
+    """Generate train/val/test shards of ``modality`` (its registered generator: "image": shapes VQA, "audio":
+    spoken words, "series": forecasting windows) under ``out_dir`` once; later calls with the same arguments reuse
+    them.
 
     ``config``: the generator's config (object or mapping, see ``make_config``). ``maxcount``: samples per shard
     (default: each split in up to 8 shards, so up to 8 ranks x workers get disjoint shards). ``cache_dir``: the
     espeak clip cache (audio). Audio is stored as 16-bit flac (4x smaller than npy); ``audio_format="npy"`` keeps
     float32 exactly. Returns a ``PreparedDataset``. Run it on one process (Lightning's ``prepare_data``).
     """
+    spec, offline = _offline(modality)
+    modality = spec.name
     config = make_config(modality, config)
     sizes = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
     if min(sizes.values()) < 0:
@@ -126,11 +108,31 @@ def prepare_offline_dataset(modality: str, out_dir: str | os.PathLike, n_train: 
                "config": json.loads(json.dumps(dataclasses.asdict(config))), "maxcount": maxcount,
                "image_format": image_format, "audio_format": audio_format}
     root = Path(out_dir)
-    splits = {s: str(root / s) for s in SPLITS}
+    found = _reuse(modality, root, request)  # a complete dataset is only ever renamed into place: no lock needed
+    if found is not None:
+        return found
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # runs started together (a sweep, concurrent jobs) generate it once: the others wait here, then reuse it
+    with FileLock(str(root.parent / f".{root.name}.lock")):
+        found = _reuse(modality, root, request)
+        if found is not None:
+            return found
+        return _generate_all(modality, root, sizes, seed, config, maxcount, image_format, audio_format, cache_dir,
+                             request)
+
+
+def _reuse(modality: str, root: Path, request: dict) -> PreparedDataset | None:
     existing = _read_manifest(root)
     if existing is not None and existing.get("request") == request:
         log.info("reusing the %s dataset at %s", modality, root)
-        return PreparedDataset(str(root), splits, existing)
+        return PreparedDataset(str(root), {s: str(root / s) for s in SPLITS}, existing)
+    return None
+
+
+def _generate_all(modality, root: Path, sizes, seed, config, maxcount, image_format, audio_format, cache_dir,
+                  request) -> PreparedDataset:
+    _, offline = _offline(modality)
+    splits = {s: str(root / s) for s in SPLITS}
     if root.exists():
         log.warning("%s exists but does not match the request (or is incomplete): rebuilding it", root)
 
@@ -138,11 +140,11 @@ def prepare_offline_dataset(modality: str, out_dir: str | os.PathLike, n_train: 
         counts = {}
         for split, n in sizes.items():
             per_shard = maxcount or max(1, math.ceil(n / 8))
-            samples = _generate(modality, n, seed, split, config, cache_dir)
+            samples = offline.generate(n, seed, split, config, cache_dir)
             shards = write_shards(samples, tmp / split, prefix=modality, maxcount=per_shard,
                                   image_format=image_format, audio_format=audio_format)
             counts[split] = {"samples": n, "shards": len(shards)}
             log.info("wrote %d %s %s samples in %d shards", n, split, modality, len(shards))
-        manifest = {"request": request, "counts": counts, **_extra_manifest(modality, config)}
+        manifest = {"request": request, "counts": counts, **(offline.manifest(config) if offline.manifest else {})}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return PreparedDataset(str(root), splits, manifest)

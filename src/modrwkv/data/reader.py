@@ -7,6 +7,11 @@ Epochs: shuffling and resampling depend on ``(seed, epoch)``. Call ``dataset.set
 (Lightning does not do this for iterable datasets); if it is never called, the epoch advances by one each time the
 dataset is iterated in the same process.
 
+Resume: ``dataset.resume(epoch, skip_per_worker)`` makes the next iteration start in ``epoch`` after dropping, in
+each DataLoader worker, the samples that worker had already delivered; the stream is deterministic given
+``(seed, epoch, rank, worker)``, so it continues exactly where the checkpoint left it (the dropped samples are
+read and decoded again, without being counted twice).
+
 DDP: use ``resampled=True`` with ``epoch_length`` so that every rank yields exactly ``epoch_length`` samples
 (``epoch_length`` is per rank, shared among that rank's DataLoader workers); plain split-by-node streams give
 ranks unequal counts whenever shards do not divide evenly.
@@ -24,7 +29,7 @@ from pathlib import Path
 import webdataset as wds
 
 from modrwkv.data.shards import decode_record
-from modrwkv.data.skips import SkipCounter
+from modrwkv.data.skips import CorruptSample, SkipCounter, TooManySkipsError
 
 
 def list_shards(urls_or_dir: str | os.PathLike | Sequence[str]) -> list[str]:
@@ -70,8 +75,10 @@ class ShardDataset(wds.DataPipeline):
         self.split_nodes, self.split_workers = split_nodes, split_workers
         self.skip_counter, self.transform = skip_counter, transform
         self.epoch, self._epoch_set, self._repeat = -1, False, 0
-        stages = [self._shard_source, wds.tarfile_to_samples(handler=skip_counter), self._shuffle_stage,
-                  wds.map(self._decode, handler=skip_counter)]
+        self._skip_per_worker: list[int] | None = None
+        self._replaying = False
+        stages = [self._shard_source, wds.tarfile_to_samples(handler=self._on_error), self._shuffle_stage,
+                  wds.map(self._decode, handler=self._on_error)]
         super().__init__(*stages)
         if epoch_length is not None:
             self.with_length(epoch_length, silent=True)
@@ -79,6 +86,16 @@ class ShardDataset(wds.DataPipeline):
     def set_epoch(self, epoch: int) -> None:
         """Fix the epoch that seeds shard order, resampling and the buffer shuffle."""
         self.epoch, self._epoch_set = int(epoch), True
+
+    def resume(self, epoch: int, skip_per_worker: list[int]) -> None:
+        """Start the next iteration in ``epoch``, worker ``w`` first dropping ``skip_per_worker[w]`` samples."""
+        self.epoch, self._epoch_set = int(epoch) - 1, False  # the next __iter__ advances to ``epoch``
+        self._skip_per_worker = [int(n) for n in skip_per_worker]
+
+    def _on_error(self, exn: BaseException) -> bool:
+        if self._replaying:  # already counted before the checkpoint
+            return True
+        return self.skip_counter(exn)
 
     def _rng(self, *salt) -> random.Random:
         rank, _, worker, _ = wds.utils.pytorch_worker_info()
@@ -106,13 +123,34 @@ class ShardDataset(wds.DataPipeline):
         return _buffer_shuffle(src, self.shuffle, self._rng("samples"))
 
     def _decode(self, record):
-        sample = decode_record(record)
-        if self.transform is not None:
-            sample = self.transform(sample)
-        self.skip_counter.count_seen()  # counted only once fully usable: each record is either seen or skipped
+        source = record.get("__url__")
+        try:
+            sample = decode_record(record)
+            if self.transform is not None:
+                sample = self.transform(sample)
+        except TooManySkipsError:
+            raise
+        except Exception as exn:  # the handler counts it against its shard
+            raise CorruptSample(source, record.get("__key__"), exn) from exn
+        sample["__url__"] = source  # the shard, for skips counted later (the collate)
+        if not self._replaying:  # counted once fully usable: each record is seen or skipped
+            self.skip_counter.count_seen(source=source)
         return sample
 
     def __iter__(self):
+        skip_per_worker, self._skip_per_worker = self._skip_per_worker, None  # a resume applies once
+        stream = self._epoch_stream()
+        if skip_per_worker:
+            _, _, worker, _ = wds.utils.pytorch_worker_info()
+            self._replaying = True
+            try:
+                for _ in islice(stream, skip_per_worker[worker] if worker < len(skip_per_worker) else 0):
+                    pass
+            finally:
+                self._replaying = False
+        yield from stream
+
+    def _epoch_stream(self):
         if not self._epoch_set:
             self.epoch += 1
         self._repeat = 0

@@ -6,6 +6,8 @@ A sample is a dict::
      "image": PIL.Image (RGB) | "audio": np.float32 [S] at 16 kHz | "series": np.float32 [L],
      "conversation": [{"role": "user" | "assistant", "content": str}, ...],
      "meta": dict (JSON-serialisable)}
+
+The modalities and how each one's data is checked come from the registry (``modrwkv.modalities``).
 """
 
 from __future__ import annotations
@@ -13,13 +15,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import numpy as np
-
-from modrwkv.data import MODALITIES
+from modrwkv.modalities import data_modalities, find_modality
 
 SAMPLE_RATE = 16000  # every audio array in a sample is 16 kHz mono float32
 ROLES = ("user", "assistant")
-PLACEHOLDERS = {"image": "<image>", "audio": "<audio>", "series": "<series>"}
 
 # webdataset groups tar members by the part of the basename before the first dot, so a key must not contain dots
 # (and slashes would become folders); everything outside this set is replaced.
@@ -36,10 +35,11 @@ def sanitize_key(key: str) -> str:
 
 def make_sample(key: str, modality: str, data: Any, conversation: list[dict], meta: dict | None = None) -> dict:
     """Build a sample dict in the schema; ``data`` is the PIL image, audio array or series array."""
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
-    if modality != "image":
-        data = np.asarray(data, dtype=np.float32)
+    spec = find_modality(modality)  # by its name or an alias
+    if spec is None or spec.codec is None:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {data_modalities()}")
+    modality = spec.name
+    data = spec.codec().coerce(data)
     sample = {
         "__key__": sanitize_key(key),
         "modality": modality,
@@ -54,17 +54,11 @@ def make_sample(key: str, modality: str, data: Any, conversation: list[dict], me
 def validate_sample(sample: dict) -> None:
     """Raise ValueError with a precise message if ``sample`` does not follow the schema."""
     modality = sample.get("modality")
-    if modality not in MODALITIES:
+    if modality not in data_modalities():  # the canonical name (readers resolve aliases)
         raise ValueError(f"sample {sample.get('__key__')!r}: bad modality {modality!r}")
     if modality not in sample:
         raise ValueError(f"sample {sample.get('__key__')!r}: modality {modality!r} but no {modality!r} field")
-    data = sample[modality]
-    if modality == "image":
-        if getattr(data, "mode", None) != "RGB":
-            raise ValueError(f"sample {sample['__key__']!r}: image must be a PIL RGB image, got {type(data)}")
-    else:
-        if not (isinstance(data, np.ndarray) and data.dtype == np.float32 and data.ndim == 1 and data.size > 0):
-            raise ValueError(f"sample {sample['__key__']!r}: {modality} must be a non-empty 1-D float32 array")
+    find_modality(modality).codec().check(sample["__key__"], modality, sample[modality])
     conv = sample.get("conversation")
     if not isinstance(conv, list) or not conv:
         raise ValueError(f"sample {sample['__key__']!r}: conversation must be a non-empty list")

@@ -7,27 +7,16 @@ original bytes of a public dataset (a LLaVA ``.jpg``, a LibriSpeech ``.flac``) w
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-
-from modrwkv.data.audio_io import decode_audio_bytes, encode_flac
+from modrwkv.data.codecs import AUDIO_EXTS, IMAGE_EXTS, SERIES_EXTS
 from modrwkv.data.schema import sanitize_key, validate_sample
+from modrwkv.modalities import find_modality
 
-IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "bmp")
-AUDIO_EXTS = ("npy", "flac", "wav", "ogg")
-SERIES_EXTS = ("npy",)
-_DATA_EXTS = {"image": IMAGE_EXTS, "audio": AUDIO_EXTS, "series": SERIES_EXTS}
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    return buf.getvalue()
+__all__ = ["AUDIO_EXTS", "IMAGE_EXTS", "SERIES_EXTS", "decode_record", "encode_sample", "json_bytes", "write_shards"]
 
 
 def json_bytes(modality: str, conversation: list, meta: dict) -> bytes:
@@ -43,48 +32,22 @@ def encode_sample(sample: dict, image_format: str = "png", audio_format: str = "
     """
     validate_sample(sample)
     modality = sample["modality"]
-    data = sample[modality]
-    record = {"__key__": sanitize_key(sample["__key__"]),
-              "json": json_bytes(modality, sample["conversation"], sample["meta"])}
-    if modality == "image":
-        if image_format not in ("png", "jpg"):
-            raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
-        buf = io.BytesIO()
-        if image_format == "png":
-            data.save(buf, format="PNG")
-        else:
-            data.save(buf, format="JPEG", quality=95)
-        record[image_format] = buf.getvalue()
-    elif modality == "audio":
-        if audio_format not in ("npy", "flac"):
-            raise ValueError(f"audio_format must be 'npy' or 'flac', got {audio_format!r}")
-        record[audio_format] = _npy_bytes(data) if audio_format == "npy" else encode_flac(data)
-    else:
-        record["npy"] = _npy_bytes(data)
-    return record
+    ext, data = find_modality(modality).codec().encode(sample[modality], image_format, audio_format)
+    return {"__key__": sanitize_key(sample["__key__"]),
+            "json": json_bytes(modality, sample["conversation"], sample["meta"]), ext: data}
 
 
 def decode_record(record: dict) -> dict:
     """Turn a webdataset record (as read from a tar) back into a schema sample; raises on anything corrupt."""
     header = json.loads(record["json"])
-    modality = header["modality"]
-    if modality not in _DATA_EXTS:
-        raise ValueError(f"record {record.get('__key__')!r}: unknown modality {modality!r}")
-    ext = next((e for e in _DATA_EXTS[modality] if e in record), None)
+    spec = find_modality(header["modality"])  # older files may use an alias
+    if spec is None or spec.codec is None:
+        raise ValueError(f"record {record.get('__key__')!r}: unknown modality {header['modality']!r}")
+    modality, codec = spec.name, spec.codec()
+    ext = next((e for e in codec.exts if e in record), None)
     if ext is None:
         raise ValueError(f"record {record.get('__key__')!r}: no {modality} member among {sorted(record)}")
-    raw = record[ext]
-    if modality == "image":
-        from PIL import Image
-
-        with Image.open(io.BytesIO(raw)) as img:
-            img.load()  # decode fully now, so a truncated file fails here (and is skipped), not in the collate
-            data = img.convert("RGB")
-    elif ext == "npy":
-        data = np.load(io.BytesIO(raw), allow_pickle=False).astype(np.float32, copy=False)
-    else:
-        data = decode_audio_bytes(raw)
-    sample = {"__key__": record["__key__"], "modality": modality, modality: data,
+    sample = {"__key__": record["__key__"], "modality": modality, modality: codec.decode(ext, record[ext]),
               "conversation": header["conversation"], "meta": header["meta"]}
     validate_sample(sample)
     return sample

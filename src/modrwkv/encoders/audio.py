@@ -18,6 +18,7 @@ from whisper.audio import N_SAMPLES, N_SAMPLES_PER_TOKEN, log_mel_spectrogram, p
 from whisper.model import AudioEncoder, ModelDimensions
 from whisper.model import LayerNorm as WhisperLayerNorm
 
+from ..safe_load import read_checkpoint
 from .base import ModalityEncoder
 
 # The encoder halves of the public checkpoints (text dims are irrelevant here but kept for the file format).
@@ -41,7 +42,7 @@ class _LayerNormAnyDtype(WhisperLayerNorm):
 
 def load_whisper_checkpoint(path: str | os.PathLike) -> tuple[ModelDimensions, dict[str, torch.Tensor]]:
     """Read a Whisper .pt file ({"dims": dict, "model_state_dict": ...}) -> (dims, encoder state dict)."""
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(path, what="whisper weights")
     if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
         raise ValueError(f"{path} is not a Whisper checkpoint (expected keys 'dims' and 'model_state_dict')")
     dims = ModelDimensions(**ckpt["dims"])

@@ -1,49 +1,16 @@
-"""The one interface every modality encoder follows, and the weight-file lookup they share."""
+"""The one interface every modality encoder follows (their weight files are found by ``modrwkv.weights``)."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import torch
 from torch import nn
 
-_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+from ..weights import WeightFileMissing, resolve_weight_file
 
+__all__ = ["ModalityEncoder", "WeightFileMissing", "WeightsNotFoundError", "resolve_weight_file"]
 
-class WeightsNotFoundError(FileNotFoundError):
-    """A pretrained weight file the configuration asks for is not on disk (nothing is ever downloaded)."""
-
-
-def resolve_weight_file(weights: str | os.PathLike | None, name: str, filenames: tuple[str, ...]) -> Path:
-    """Find the weight file of encoder `name`.
-
-    `weights` is a file, or a folder searched for `filenames` directly and in its `name/` subfolder;
-    None means the folder in the environment variable MODRWKV_WEIGHTS. Raises WeightsNotFoundError
-    naming the files and folders that were searched.
-    """
-    if weights is None:
-        env = os.environ.get("MODRWKV_WEIGHTS")
-        if not env:
-            raise WeightsNotFoundError(
-                f"encoder '{name}' needs pretrained weights ({' or '.join(filenames)}), but no weights folder was "
-                "given: pass weights=<file or folder> (config paths.weights) or set MODRWKV_WEIGHTS"
-            )
-        weights = env
-    path = Path(weights).expanduser()
-    if path.is_file():
-        return path
-    if path.suffix in _WEIGHT_SUFFIXES and not path.exists():
-        raise WeightsNotFoundError(f"encoder '{name}': weight file {path} does not exist (folder {path.parent})")
-    folders = [path / name, path]
-    for folder in folders:
-        for fn in filenames:
-            if (folder / fn).is_file():
-                return folder / fn
-    raise WeightsNotFoundError(
-        f"encoder '{name}': none of the weight files {list(filenames)} found in {folders[0]} or {folders[1]}; "
-        "put the public checkpoint file there (nothing is downloaded at run time)"
-    )
+# the weight-file lookup lives in modrwkv.weights; these names stay importable from here for encoder modules
+WeightsNotFoundError = WeightFileMissing
 
 
 class ModalityEncoder(nn.Module):

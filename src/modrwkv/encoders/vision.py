@@ -17,6 +17,7 @@ from open_clip.timm_model import TimmModel
 from open_clip.transform import image_transform
 from PIL import Image
 
+from ..safe_load import read_checkpoint
 from .base import ModalityEncoder
 
 OPEN_CLIP_FILES = (
@@ -89,7 +90,9 @@ def register_tiny_open_clip_configs() -> None:
 def load_visual_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read an open_clip checkpoint file (.safetensors / .bin / .pt, optionally {"state_dict": ...}) and return
     the vision tower's tensors with the `visual.` prefix removed."""
-    state = open_clip.factory.load_state_dict(str(path))
+    if not str(path).endswith(".safetensors"):
+        read_checkpoint(path, what="open_clip weights", mmap=True)  # refuses pickled code with a clear message
+    state = open_clip.factory.load_state_dict(str(path))  # weights_only=True
     visual = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
     if not visual:
         raise ValueError(f"{path} holds no 'visual.*' tensors: not an open_clip CLIP checkpoint")

@@ -66,12 +66,10 @@ class NormalizedCER(CharErrorRate):
 
 
 def build_metrics(modality: str) -> torchmetrics.MetricCollection:
-    """The metrics of a modality: image -> accuracy; audio -> wer, cer; series -> mse, mae."""
-    if modality == "image":
-        return torchmetrics.MetricCollection({"accuracy": AnswerAccuracy()})
-    if modality == "audio":
-        return torchmetrics.MetricCollection({"wer": NormalizedWER(), "cer": NormalizedCER()})
-    if modality == "series":
-        return torchmetrics.MetricCollection({"mse": torchmetrics.MeanSquaredError(),
-                                              "mae": torchmetrics.MeanAbsoluteError()})
-    raise ValueError(f"no metrics for modality {modality!r}; expected image, audio or series")
+    """The metrics of a modality (the registry's): image -> accuracy; audio -> wer, cer; series -> mse, mae."""
+    from ..modalities import get_modality
+
+    spec = get_modality(modality)
+    if not spec.generative:
+        raise ValueError(f"no metrics for modality {modality!r}; it is evaluated by its loss only")
+    return torchmetrics.MetricCollection(spec.metrics())

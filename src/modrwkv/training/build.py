@@ -5,25 +5,36 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-# which encoder families serve which modality
-ENCODER_MODALITY = {"image": "vision", "audio": "audio", "series": "time series"}
+from ..modalities import find_modality
+from .config_check import ConfigError
 
-
-class ConfigError(ValueError):
-    """The configuration's choices do not fit together; the message says what to change."""
+__all__ = ["ConfigError", "build_model", "check_config"]
 
 
 def check_config(cfg: DictConfig) -> None:
     """Fail fast with a clear message: encoder vs modality, stage parts, adapter options."""
-    modality = cfg.modality.name
-    if cfg.encoder.modality != modality:
+    wanted, given = find_modality(cfg.modality.name), find_modality(cfg.encoder.modality)
+    if wanted is None or find_modality(cfg.modality.key) is not wanted:
+        raise ConfigError(f"modality.name={cfg.modality.name!r} with key={cfg.modality.key!r}: the name must be a "
+                          "modality of src/modrwkv/modalities.py and the key that name or one of its aliases")
+    if given is not wanted:
+        given_kind = given.encoder_kind if given else cfg.encoder.modality
         raise ConfigError(
-            f"encoder={cfg.encoder.family} is a {ENCODER_MODALITY.get(cfg.encoder.modality, cfg.encoder.modality)} "
-            f"encoder but modality={cfg.modality.key} needs a {ENCODER_MODALITY.get(modality, modality)} encoder; "
+            f"encoder={cfg.encoder.family} is a {given_kind} encoder but modality={cfg.modality.key} needs a "
+            f"{wanted.encoder_kind} encoder; "
             f"pick one of: {', '.join(cfg.modality.encoders)} (e.g. encoder={cfg.modality.encoders[0]})")
     unknown = set(cfg.stage.train) - {"encoder", "adapter", "backbone"}
     if unknown:
         raise ConfigError(f"stage.train names unknown parts {sorted(unknown)}; use encoder, adapter, backbone")
+    untrained = cfg.backbone.get("checkpoint") is None and not cfg.stage.get("init_from")
+    if untrained and "backbone" not in cfg.stage.train and not cfg.stage.get("allow_untrained_backbone", False):
+        # BlinkDL's init zeroes att.output and ffn.value: modality tokens cannot reach the text, the adapter's
+        # gradient is exactly 0 and nothing trains
+        raise ConfigError(
+            f"stage {cfg.stage.name} freezes the backbone, but backbone={cfg.backbone.name} is randomly initialised "
+            "(its zero-initialised output projections pass no signal from modality tokens, so nothing would "
+            "train): use a trained backbone (backbone=base or g1), stage.init_from=<a stage-2 .ckpt>, or "
+            "stage=stage2; stage.allow_untrained_backbone=true runs it anyway")
     if cfg.adapter.kind == "conv" and cfg.adapter.stride < 1:
         raise ConfigError(f"adapter.stride must be >= 1, got {cfg.adapter.stride}")
 
@@ -40,7 +51,10 @@ def build_model(cfg: DictConfig, device: str | None = None):
     encoder = instantiate(cfg.encoder.model)  # first: a missing encoder file fails before a large backbone is built
     backbone = instantiate(cfg.backbone.module, device=device)
     adapter = instantiate(cfg.adapter.module, in_dim=encoder.out_dim, llm_dim=backbone.config.n_embd)
-    model = ModRWKV(encoder, adapter, backbone)
+    gen = cfg.get("generation")
+    model = ModRWKV(encoder, adapter, backbone, generation=None if gen is None else dict(gen))
     parts = set(cfg.stage.train)
-    model.freeze(encoder="encoder" not in parts, adapter="adapter" not in parts, backbone="backbone" not in parts)
+    # a pretrained encoder whose config says trainable: false (Timer) stays frozen whatever the stage lists
+    train_encoder = "encoder" in parts and cfg.encoder.get("trainable", True)
+    model.freeze(encoder=not train_encoder, adapter="adapter" not in parts, backbone="backbone" not in parts)
     return model

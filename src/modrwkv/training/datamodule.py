@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, get_worker_info
 
 from ..data.collate import PackedCollate
 from ..data.skips import SkipCounter
@@ -23,6 +24,28 @@ class EvalCollate:
 
     def __call__(self, samples):
         return self.packed(samples), list(samples)
+
+
+class TagWorker:
+    """Training collate that records which DataLoader worker made each batch (``batch["worker"]``), so the data
+    module can count what each worker delivered and a resume can continue every worker's stream exactly."""
+
+    def __init__(self, collate: PackedCollate):
+        self.collate = collate
+
+    def __call__(self, samples):
+        batch = self.collate(samples)
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        return {"worker": worker} if batch is None else {**batch, "worker": worker}
+
+
+def shards_fingerprint(folder: Path) -> str:
+    """A short hash of the training shards' names and sizes: a resume checks it sees the same data."""
+    h = hashlib.sha256()
+    for p in sorted(folder.glob("*.tar")):
+        h.update(f"{p.name}:{p.stat().st_size};".encode())
+    return h.hexdigest()[:16]
 
 
 class ModRWKVDataModule(L.LightningDataModule):
@@ -42,6 +65,10 @@ class ModRWKVDataModule(L.LightningDataModule):
     Several processes (DDP/FSDP): each rank trains on its own shards (or resampled ones) for the same fixed number
     of samples (``epoch_length``, default: the training set divided by the world size), and evaluates every
     world-size-th sample; see ``modrwkv.training.distributed.train_plan``.
+
+    Resume: the checkpoint holds the data position (``state_dict``): the epoch, the batches each DataLoader worker
+    delivered in it, the corrupt-sample counts and a fingerprint of the shards; ``resume=`` continues the stream
+    exactly there (same seed: the same batches as an uninterrupted run).
     """
 
     def __init__(self, modality: str, root: str, source: str = "offline", generator: dict | None = None,
@@ -63,6 +90,8 @@ class ModRWKVDataModule(L.LightningDataModule):
         self.skips = SkipCounter(max_skips=max_skips, max_fraction=max_skip_fraction, name="data")
         self.collate: PackedCollate | None = None
         self.manifest: dict = {}
+        self._epoch, self._worker_batches = 0, [0]  # the training batches each worker delivered in this epoch
+        self._resume_state: dict | None = None
 
     def bind(self, model) -> ModRWKVDataModule:
         """Use the model's chat template, encoder preprocessing and adapter token counts to build batches."""
@@ -91,6 +120,10 @@ class ModRWKVDataModule(L.LightningDataModule):
 
             self.manifest = load_prepared(self.root).manifest
 
+    def has_split(self, split: str) -> bool:
+        """Whether ``split`` has shards (converted data may come with train/ and val/ only)."""
+        return self.source == "offline" or any((Path(self.root) / split).glob("*.tar"))
+
     def _dataset(self, split: str, train: bool):
         from ..data.reader import list_shards, make_dataset
 
@@ -103,18 +136,67 @@ class ModRWKVDataModule(L.LightningDataModule):
         count = self.manifest.get("counts", {}).get(split, {}).get("samples")
         plan = train_plan(list_shards(str(folder)), rank, world, num_workers=self.num_workers, num_samples=count,
                           epoch_length=self.epoch_length, resampled=self.resampled)
+        self.skips.expect(plan.epoch_length or count)  # the skip fraction is judged over a whole pass at least
         if world > 1:
             log.info("rank %d/%d reads %s training shards (%s), %d samples per epoch", rank, world,
                      len(plan.urls), plan.mode, plan.epoch_length)
         # the plan already split the shards between ranks
-        return make_dataset(plan.urls, shuffle=self.shuffle_buffer, resampled=plan.resampled,
+        data = make_dataset(plan.urls, shuffle=self.shuffle_buffer, resampled=plan.resampled,
                             epoch_length=plan.epoch_length, seed=self.seed, split_by_node=False,
                             skip_counter=self.skips)
+        self._apply_resume(data, folder)
+        return data
+
+    # ---- the data position, saved in checkpoints -----------------------------------------------------------
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, dict) and "worker" in batch:  # a training batch (see TagWorker)
+            batch = dict(batch)
+            worker = batch.pop("worker")
+            if self.trainer.current_epoch != self._epoch:
+                self._epoch, self._worker_batches = self.trainer.current_epoch, [0] * len(self._worker_batches)
+            self._worker_batches[worker] += 1
+            return batch if "input_ids" in batch else None  # None: every sample of the batch was corrupt
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self._epoch, "worker_batches": list(self._worker_batches), "batch_size": self.batch_size,
+                "skips": self.skips.state_dict(), "seed": self.seed,
+                "fingerprint": shards_fingerprint(Path(self.root) / "train")}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume_state = dict(state_dict)
+
+    def _apply_resume(self, data, folder: Path) -> None:
+        """On resume: restore the counts and make ``data`` continue each worker's stream after the checkpoint."""
+        self._worker_batches = [0] * max(1, self.num_workers)
+        state, self._resume_state = self._resume_state, None
+        if state is None:
+            return
+        self.skips.load_state_dict(state["skips"])
+        if state["fingerprint"] != shards_fingerprint(folder) or state["seed"] != self.seed:
+            log.warning("resume: the training data (%s, seed %s) is not the data of the checkpoint (seed %s): the "
+                        "stream restarts at the epoch start instead of continuing", folder, self.seed, state["seed"])
+            return
+        epoch = self.trainer.current_epoch if self.trainer is not None else state["epoch"]
+        if epoch != state["epoch"]:  # the checkpoint closed its epoch: the next one starts from its beginning
+            data.resume(epoch, [])
+            self._epoch = epoch
+            return
+        batches = list(state["worker_batches"])
+        if len(batches) != len(self._worker_batches) or state["batch_size"] != self.batch_size:
+            log.warning("resume: data.num_workers or the batch size changed since the checkpoint (%d workers, "
+                        "batch %d): the stream continues approximately", len(batches), state["batch_size"])
+            total = sum(batches) * state["batch_size"] // self.batch_size
+            n = len(self._worker_batches)
+            batches = [total // n + (1 if w < total % n else 0) for w in range(n)]
+        data.resume(epoch, [b * self.batch_size for b in batches])
+        self._epoch, self._worker_batches = epoch, batches
+        log.info("resume: epoch %d continues after %d training batches", epoch, sum(batches))
 
     def _loader(self, split: str, train: bool):
         if self.collate is None:
             raise RuntimeError("call datamodule.bind(model) before training")
-        collate = self.collate if train else EvalCollate(self.collate)
+        collate = TagWorker(self.collate) if train else EvalCollate(self.collate)
         return DataLoader(self._dataset(split, train), batch_size=self.batch_size if train else self.eval_batch_size,
                           collate_fn=collate, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0 and train)

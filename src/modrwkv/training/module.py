@@ -8,7 +8,7 @@ import lightning as L
 import torch
 
 from ..evaluation.metrics import build_metrics
-from ..evaluation.scoring import MAX_NEW_TOKENS, update_metrics
+from ..modalities import get_modality
 from .optim import build_optimizer, warmup_cosine
 
 
@@ -17,23 +17,25 @@ class ModRWKVModule(L.LightningModule):
 
     Args:
         model: the model (its trainable parts already chosen with ``freeze``).
-        modality: "image" | "audio" | "series" (generation metrics) or "text" (loss and perplexity only).
+        modality: a registered modality (``modrwkv.modalities``): "image" | "audio" | "series" (generation
+            metrics) or "text" (loss and perplexity only).
         optim: lr, weight_decay, betas, eps, warmup_steps, min_lr_ratio.
         eval: generate (bool), max_batches (int, generation on this many validation batches), max_new_tokens.
-        skip_counter: the data's SkipCounter, logged as data/skipped.
+        skip_counter: the data's SkipCounter, logged as data/skipped and per split (data/skipped_train, ...).
     """
 
     def __init__(self, model: torch.nn.Module, modality: str, optim: dict, eval: dict | None = None,
                  skip_counter=None):
         super().__init__()
         self.model = model
-        self.modality = modality
+        self.spec = get_modality(modality)
+        self.modality = self.spec.name
         self.optim_cfg = dict(optim)
         self.eval_cfg = {"generate": True, "max_batches": 4, "max_new_tokens": None, **dict(eval or {})}
         self.skip_counter = skip_counter
-        generative = modality in ("image", "audio", "series")
-        self.val_metrics = build_metrics(modality).clone(prefix="val/") if generative else None
-        self.test_metrics = build_metrics(modality).clone(prefix="test/") if generative else None
+        generative = self.spec.generative
+        self.val_metrics = build_metrics(self.modality).clone(prefix="val/") if generative else None
+        self.test_metrics = build_metrics(self.modality).clone(prefix="test/") if generative else None
         self._tokens_seen = 0
         self._t0 = None
 
@@ -51,9 +53,13 @@ class ModRWKVModule(L.LightningModule):
         if self._t0 is not None:
             self.log("train/tokens_per_s", self._tokens_seen / max(1e-9, time.perf_counter() - self._t0),
                      batch_size=n)
-        if self.skip_counter is not None:
-            self.log("data/skipped", float(self.skip_counter.skipped), batch_size=n)
+        self._log_skips(batch_size=n)
         return out["loss"]
+
+    def _log_skips(self, **kwargs):
+        """data/skipped (all), data/skipped_train, data/skipped_val, data/skipped_test, data/skip_fraction."""
+        if self.skip_counter is not None:
+            self.log_dict(self.skip_counter.metrics(), **kwargs)
 
     def on_train_start(self):
         self._t0 = time.perf_counter()
@@ -72,9 +78,9 @@ class ModRWKVModule(L.LightningModule):
             return
         keys = set(packed.get("keys") or [])
         kept = [s for s in samples if s.get("__key__") in keys] if keys else samples  # corrupt ones were dropped
-        max_new = self.eval_cfg["max_new_tokens"] or MAX_NEW_TOKENS[self.modality]
+        max_new = self.eval_cfg["max_new_tokens"] or self.spec.max_new_tokens
         preds = self.model.generate_batch(kept, max_new_tokens=max_new)
-        extra = update_metrics(metrics, self.modality, kept, preds)
+        extra = self.spec.score(metrics, kept, preds)
         for k, v in extra.items():
             self.log(f"{split}/{k}", v, reduce_fx="sum", batch_size=len(kept), sync_dist=True)
         if batch_idx == 0 and self.global_rank == 0:
@@ -102,6 +108,7 @@ class ModRWKVModule(L.LightningModule):
 
     def on_validation_epoch_end(self):
         self._log_metrics(self.val_metrics)
+        self._log_skips()
         self._log_wkv7_fallbacks()
 
     def _log_wkv7_fallbacks(self):
@@ -115,6 +122,7 @@ class ModRWKVModule(L.LightningModule):
 
     def on_test_epoch_end(self):
         self._log_metrics(self.test_metrics)
+        self._log_skips()
 
     # ---- optimisation --------------------------------------------------------------------------------------
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
