@@ -188,6 +188,8 @@ class SearchSweeper(OptunaSweeperImpl):
             to_go -= batch
             if failures and failures / launched > self.max_failure_rate and (launched >= MIN_JUDGED or to_go == 0):
                 self._finish(study, client, parent)
+                if client is not None and parent is not None:  # Hydra's multirun end (MLflowParentRun) won't run
+                    client.set_terminated(parent, status="FAILED")
                 raise RuntimeError(f"{failures} of {launched} trials failed (hydra.sweeper.max_failure_rate="
                                    f"{self.max_failure_rate}); see the warnings above and the FAILED MLflow runs")
         self._finish(study, client, parent)
