@@ -141,6 +141,8 @@ def test_preemption_signal_saves_a_checkpoint_marks_killed_and_resume_finishes(t
     runs = mlflow_runs(tmp_path)
     assert list(runs["status"]) == ["KILLED"]
     assert signal.Signals(sig).name in runs["tags.modrwkv.end_reason"].iloc[0]
+    if sig != signal.SIGTERM:  # the resume after a preemption is the same for either signal: checked once
+        return
     run_train(tmp_path, *overrides, f"preset.max_steps={step + 2}", f"resume={ckpt}",
               f"hydra.run.dir={tmp_path}/resumed", data_dir=data_dir)
     runs = mlflow_runs(tmp_path)
