@@ -26,6 +26,7 @@ from torch import nn
 
 from ..safe_load import CheckpointError, read_checkpoint
 from ..weights import WeightFileMissing
+from .audio import check_waveform
 from .base import ModalityEncoder
 
 SAMPLE_RATE = 16000
@@ -289,12 +290,7 @@ class WavLMEncoder(ModalityEncoder):
         return n
 
     def _check(self, raw) -> np.ndarray:
-        audio = np.asarray(raw, dtype=np.float32)
-        if audio.ndim != 1 or audio.size == 0:
-            raise ValueError(f"expected a non-empty 1-D 16 kHz mono array, got shape {audio.shape}")
-        if not np.isfinite(audio).all():
-            raise ValueError("audio contains NaN or inf")
-        return audio[: self.max_samples]
+        return check_waveform(raw)[: self.max_samples]
 
     def preprocess(self, raw: np.ndarray) -> torch.Tensor:
         """16 kHz float array [S] -> waveform [S'] (cut to max_seconds, normalised if the checkpoint was trained so,
