@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch>=2.4" torchvision
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps "hydra-optuna-sweeper==1.3.0"  # declares optuna<3; runs on 4.9 (README)
 	touch $(STAMP)
 
 # espeak-ng (Debian) synthesises the offline speech data; installed here when we are root, else explained.

@@ -4,6 +4,7 @@
     python -m analysis.summarize --parent-run-id <id> --out analysis/out    # or one parent run
     python -m analysis.summarize --list                                     # the sweeps in the store
     python -m analysis.summarize --sweep backbone_init --all-parents        # every multirun of that name together
+    python -m analysis.summarize --paper-tables                             # benchmark evaluations as Tables 2-8
 
 Writes <out>/<sweep>.md and .csv (one row per configuration; the paper's numbers beside ours for the paper preset,
 or with --paper) and PNG figures (training curves; metric vs modality tokens; encoder x size heatmap).
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--sweep", help="the sweep's name (sweep_name, e.g. conv_reduction); the latest is used")
     which.add_argument("--parent-run-id", help="the MLflow parent run of the multirun")
     which.add_argument("--list", action="store_true", help="list the sweeps in the store and exit")
+    which.add_argument("--paper-tables", action="store_true",
+                       help="src/eval.py's benchmark results as the paper's Tables 2-8, the paper's numbers beside")
     p.add_argument("--tracking-uri", default=None, help="default: sqlite:///$MODRWKV_ROOT/mlflow.db (or ./mlflow.db)")
     p.add_argument("--out", default="analysis/out", help="folder for the table and figures")
     p.add_argument("--all-parents", action="store_true",
@@ -35,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.list:
             print(list_sweeps(uri).to_string(index=False))
+            return 0
+        if args.paper_tables:
+            from analysis.bench_tables import paper_tables
+
+            print(paper_tables(uri, args.out))
             return 0
         report = summarize(uri, args.out, sweep=args.sweep, parent_run_id=args.parent_run_id, with_paper=args.paper,
                            all_parents=args.all_parents)

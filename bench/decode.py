@@ -23,6 +23,7 @@ import torch
 from transformer_baseline import KVCache, TransformerLM
 
 from modrwkv.backbone.fused import FusedDecoder
+from modrwkv.generation.fast import capture_graph
 
 
 class GraphStepper:
@@ -44,7 +45,7 @@ class GraphStepper:
         if self.graph is None:
             self.logits = self._step()
         else:
-            self.graph.graph.replay()
+            self.graph.replay()
         return self.logits
 
 
@@ -105,27 +106,6 @@ class KVDecoder(GraphStepper):
         logits = self.backbone.decode_step(self.ids, self.cache, pos=self.pos)
         self.ids.copy_(logits.argmax(-1))
         return logits
-
-
-class _Captured:
-    def __init__(self, graph, output):
-        self.graph, self.output = graph, output
-
-
-@torch.no_grad()
-def capture_graph(fn, warmup: int = 3) -> _Captured:
-    """Run ``fn`` ``warmup`` times on a side stream, then capture one call in a CUDA graph (PyTorch's recipe)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(warmup):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = fn()
-    torch.cuda.synchronize()
-    return _Captured(graph, out)
 
 
 def per_token_ms(decoder, device, steps: int, repeats: int) -> dict:

@@ -183,7 +183,8 @@ def main(argv=None):
                     help="activation checkpointing (auto: none, then less memory on OOM; see checkpoint_mode)")
     ap.add_argument("--kv-heads", type=int, default=None, help="Transformer KV heads (default: MHA)")
     ap.add_argument("--wkv-seqpar", default=None, choices=["off", "on", "auto"],
-                    help="WKV-7 Triton forward: sequential (off, default) or sequence-parallel (triton_seqpar.py)")
+                    help="WKV-7 Triton forward and state-gradient pass: sequential (off), sequence-parallel (on, "
+                    "triton_seqpar.py) or chosen per shape (auto, the default)")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="after timing, profile STEPS steps and print GPU time by kernel category (CUDA only)")
     ap.add_argument("--memory-budget", type=float, default=None,

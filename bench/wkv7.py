@@ -9,8 +9,9 @@ and the decode step for 1, 16 and 64 sequences. Prints the memory floor (bytes /
 
     PYTHONPATH=src python bench/wkv7.py --seqpar
 
-times the sequence-parallel forward (triton_seqpar.py, CONFIG["SEQPAR"] = "on") side by side with the sequential
-one and fla (after its own correctness check), and each of its three passes.
+times the sequence-parallel passes (triton_seqpar.py, CONFIG["SEQPAR"] = "on") side by side with the sequential
+kernels ("off") and fla (after its own correctness check), at the shapes of --shapes; --passes adds the forward and
+the state-gradient pass alone for segments of 2, 4 and 8 chunks.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import torch
 import triton
 
 from modrwkv.kernels.chunked import wkv7_chunked
-from modrwkv.kernels.reference import wkv7_naive, wkv7_step_torch
+from modrwkv.kernels.reference import LOG_DECAY_MIN, wkv7_naive, wkv7_step_torch
+from modrwkv.kernels.testing import wkv7_inputs
 from modrwkv.kernels.triton_chunk import wkv7_triton
 from modrwkv.kernels.triton_decode import wkv7_step_triton
 
-LOG_DECAY_MIN = -0.6065306597126334
 K = 64
 
 try:
@@ -42,15 +43,9 @@ except Exception as e:  # fla is optional: the bench still times our kernels
 
 
 def make_inputs(B, T, H, dtype=torch.bfloat16, seed=0, requires_grad=False):
-    """Realistic RWKV-7 ranges: log decay in [-0.6065, 0), a = -kk, b = kk * a_ with kk unit-norm, a_ in (0, 1)."""
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    shape = (B, T, H, K)
-    r, k, v = (torch.randn(shape, device="cuda", generator=g) for _ in range(3))
-    w = LOG_DECAY_MIN * torch.rand(shape, device="cuda", generator=g).clamp_min(1e-4)
-    kk = torch.nn.functional.normalize(torch.randn(shape, device="cuda", generator=g), dim=-1)
-    a_ = torch.rand(shape, device="cuda", generator=g)
-    xs = [x.to(dtype) for x in (r, w, k, v, -kk, kk * a_)]
-    return [x.requires_grad_(requires_grad) for x in xs], kk.to(dtype), a_.to(dtype)
+    """([r, w, k, v, a, b] on the GPU in RWKV-7's ranges (modrwkv.kernels.testing), kk, a_gate) with K = 64."""
+    x = wkv7_inputs(B, T, H, K, seed, dtype, device="cuda")
+    return [t.requires_grad_(requires_grad) for t in x.args], x.kk, x.a_gate
 
 
 def rel(x, ref):
@@ -79,8 +74,14 @@ def _seqpar_mode(mode):
 
 
 def ours_seqpar(r, w, k, v, a, b, h0=None, cu=None):
-    """Our kernels with the sequence-parallel forward (the backward reads the same saved tensors)."""
+    """Our kernels with the sequence-parallel forward and state-gradient pass (CONFIG["SEQPAR"] = "on")."""
     with _seqpar_mode("on"):
+        return ours(r, w, k, v, a, b, h0=h0, cu=cu)
+
+
+def ours_sequential(r, w, k, v, a, b, h0=None, cu=None):
+    """Our kernels with the sequential forward and state-gradient pass only (CONFIG["SEQPAR"] = "off")."""
+    with _seqpar_mode("off"):
         return ours(r, w, k, v, a, b, h0=h0, cu=cu)
 
 
@@ -141,7 +142,10 @@ def time_seq(name, B, T, H, cu=None, with_torch=False, seqpar=False):
     xs, _, _ = make_inputs(B, T, H, seed=B * T + H, requires_grad=True)
     do = torch.randn_like(xs[3])
     rows = {}
-    impls = [("ours", ours)] + ([("seqpar", ours_seqpar)] if seqpar else []) + ([("fla", fla_chunk)] if FLA else [])
+    impls = [("ours", ours)]
+    if seqpar:
+        impls = [("sequential", ours_sequential), ("seqpar", ours_seqpar)]
+    impls += [("fla", fla_chunk)] if FLA else []
     impls += [("torch", torch_chunk)] if with_torch else []
     for iname, fn in impls:
         def fwd(fn=fn):
@@ -293,58 +297,62 @@ def _ablations(tc, over) -> contextlib.ExitStack:
     return stack
 
 
-def seqpar_passes(log, B, T, H):
-    """The sequence-parallel forward's passes alone (bf16 inputs, states saved in bf16): A (chunk maps), B (state
-    pass) at V-blocks 16, 32, 64, C (outputs, u, bf16 states), and the whole forward saving states."""
+def seqpar_passes(log, B, T, H, segs=(2, 4, 8)):
+    """The forward saving states and the state-gradient pass alone, sequential and sequence-parallel (segments of
+    ``segs`` chunks), bf16 inputs, ms."""
     from modrwkv.kernels import triton_chunk as tc
-    from modrwkv.kernels import triton_seqpar as sp
 
     xs, _, _ = make_inputs(B, T, H, seed=11)
     r, w, k, v, a, b = xs
-    cfg = {**sp.SEQPAR_CONFIG, **tc.CONFIG, "SEQPAR": "on"}
-    offsets, ns, n_chunks, chunk_index = tc._layout(None, B, T, cfg["BT"])
-    s32 = r.new_empty(ns, H, K, K, dtype=torch.float32)  # [NS, H, K, V]
-    states = r.new_empty(ns, H, K, K, dtype=torch.bfloat16)
-    ubuf = torch.empty_like(v, dtype=torch.float32)
-    o = torch.empty_like(v)
-    maps = sp._pass_a(w, k, v, a, b, None, n_chunks, chunk_index, cfg)
-    t_a = bench(lambda: sp._pass_a(w, k, v, a, b, None, n_chunks, chunk_index, cfg))
-    t_b = {}
-    for bv in (16, 32, 64):
-        cb = dict(cfg, BV_SEQPAR=bv)
-        t_b[bv] = bench(lambda cb=cb: sp._pass_b(maps, None, None, s32, states, None, offsets, B, T, cb))
-    sp._pass_b(maps, None, None, s32, states, None, offsets, B, T, cfg)
-    t_c = bench(lambda: sp._pass_c(r, w, k, v, a, b, o, s32, states, ubuf, None, offsets, n_chunks, chunk_index, cfg))
-    maps = None  # frees the chunk maps before the whole forward allocates its own
-    t_fs = bench(lambda: tc._fwd(*xs, None, False, None, True, cfg))
-    res = ", ".join(f"{n} {getattr(kk, 'n_regs', '?')}/{getattr(kk, 'n_spills', '?')}"
-                    for n, kk in ((n, tc.LAST_KERNELS.get(n)) for n in ("seqpar_a", "seqpar_b", "seqpar_c")))
-    t_bs = ", ".join(f"BV={bv} {t:.3f}" for bv, t in t_b.items())
-    log(f"seqpar passes B={B} T={T} H={H} (ms): A {t_a:.3f}; B {t_bs}"
-        + f"; C {t_c:.3f}; forward saving states {t_fs:.3f}; regs/spills {res}")
+    do = torch.randn_like(v)
+    parts = []
+    for name, over in [("sequential", {"SEQPAR": "off"})] + [(f"seg{n}", {"SEQPAR": "on", "SEQPAR_SEG": n})
+                                                             for n in segs]:
+        cfg = dict(tc.CONFIG, **over)
+        flag, _ = tc._fp16_check(cfg, r)
+        gmax = tc._dout_max(do) if flag is not None else None
+        t_f = bench(lambda cfg=cfg, flag=flag: tc._fwd(*xs, None, False, None, True, cfg, flag))
+        _, _, saved, layout = tc._fwd(*xs, None, False, None, True, cfg, flag)
+        t_d = bench(lambda cfg=cfg, flag=flag, gmax=gmax, saved=saved, layout=layout: tc._bwd_dstate(
+            r, w, k, a, b, layout, do, None, False, None, saved[0].dtype, cfg, gmax, flag))
+        parts.append(f"{name}: fwd saving {t_f:.3f}, dS pass {t_d:.3f}")
+        del saved
+        torch.cuda.empty_cache()
+    log(f"passes B={B} T={T} H={H} (ms): " + "; ".join(parts))
 
 
-def run_seqpar(log):
-    """--seqpar: correctness of the sequence-parallel forward first, then the sequential forward ("ours"), the
-    sequence-parallel one and fla side by side, fwd and fwd+bwd, and the seqpar passes."""
+SEQPAR_SHAPES = [(2, 16384, 32), (1, 32768, 32), (8, 4096, 32), (16, 2048, 16)]
+
+
+def run_seqpar(log, shapes=None, passes=False):
+    """--seqpar: correctness of the sequence-parallel passes first, then the sequential kernels, the
+    sequence-parallel ones and fla side by side, fwd and fwd+bwd, and the passes alone. CONFIG["SEQPAR"] "auto"
+    picks one of the two: its choice is logged per shape."""
+    from modrwkv.kernels import triton_chunk as tc
+    from modrwkv.kernels.triton_seqpar import use_seqpar
+
     if not check_correctness(log, seqpar=True):
         log("CORRECTNESS FAILED: not timing")
         sys.exit(1)
     table = []
-    for B, T, H in [(8, 4096, 32), (2, 16384, 32), (1, 32768, 32)]:
+    for B, T, H in shapes or SEQPAR_SHAPES:
+        auto = use_seqpar(dict(tc.CONFIG, SEQPAR="auto"), B, H, B * T, torch.device("cuda"))
         rows = time_seq("dense", B, T, H, seqpar=True)
-        log(f"measured B={B} T={T} H={H} (fwd ms, fwd+bwd ms): {rows}")
-        seqpar_passes(log, B, T, H)
-        table.append((f"B={B} T={T} H={H}", rows))
+        log(f"measured B={B} T={T} H={H} (fwd ms, fwd+bwd ms; auto takes {'seqpar' if auto else 'sequential'}): "
+            f"{rows}")
+        table.append((f"B={B} T={T} H={H}", rows, auto))
         torch.cuda.empty_cache()
     log("")
-    log("| shape (bf16, K=64) | ours fwd | seqpar fwd | fla fwd | ours fwd+bwd | seqpar fwd+bwd | fla fwd+bwd |")
-    log("|---|---|---|---|---|---|---|")
-    for name, rows in table:
-        o, s, f = rows["ours"], rows["seqpar"], rows.get("fla")
+    log("| shape (bf16, K=64) | sequential fwd | seqpar fwd | fla fwd | sequential fwd+bwd | seqpar fwd+bwd | "
+        "fla fwd+bwd | auto |")
+    log("|---|---|---|---|---|---|---|---|")
+    for name, rows, auto in table:
+        o, s, f = rows["sequential"], rows["seqpar"], rows.get("fla")
         fs = lambda x: f"{x:.3f}" if x is not None else "-"  # noqa: E731
         log(f"| {name} | {fs(o[0])} | {fs(s[0])} | {fs(f[0] if f else None)} | {fs(o[1])} | {fs(s[1])} | "
-            f"{fs(f[1] if f else None)} |")
+            f"{fs(f[1] if f else None)} | {'seqpar' if auto else 'sequential'} |")
+    for B, T, H in (shapes or SEQPAR_SHAPES) if passes else ():
+        seqpar_passes(log, B, T, H)
 
 
 def main():
@@ -356,7 +364,9 @@ def main():
     p.add_argument("--profile", action="store_true", help="only: one forward and one backward (for ncu)")
     p.add_argument("--sweep", action="store_true", help="only: compare launch configurations at the first shape")
     p.add_argument("--seqpar", action="store_true",
-                   help="only: the sequence-parallel forward vs the sequential one and fla, and its passes")
+                   help="only: the sequence-parallel passes vs the sequential ones and fla, and the passes alone")
+    p.add_argument("--passes", action="store_true", help="with --seqpar: also time the passes alone")
+    p.add_argument("--shapes", default=None, help="with --seqpar: BxTxH,... (default: the four of SEQPAR_SHAPES)")
     p.add_argument("--no-fla", action="store_true", help="time our kernels only (fla's first autotuning on a fresh "
                    "machine takes minutes)")
     p.add_argument("--decode-sweep", action="store_true", help="only: the decode step's launch settings")
@@ -388,7 +398,8 @@ def main():
         decode_sweep(log)
         return
     if args.seqpar:
-        run_seqpar(log)
+        shapes = [tuple(int(x) for x in t.split("x")) for t in args.shapes.split(",")] if args.shapes else None
+        run_seqpar(log, shapes, args.passes)
         return
     if args.tail:
         lengths = torch.randint(500, 7000, (8,), generator=torch.Generator().manual_seed(0))

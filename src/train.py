@@ -21,12 +21,13 @@ register_sweeps(REPO / "sweeps")  # sweeps/<name>.yaml is the config group optio
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[float] | None:
+    from modrwkv.training.config_check import exit_on_config_error
     from modrwkv.training.run import train
+    from modrwkv.training.search import objective_value
 
-    metrics = train(cfg)
-    objective = cfg.get("objective")
-    return metrics.get(objective) if objective else None
+    metrics = exit_on_config_error(train, cfg)  # a bad option: one line on stderr, exit status 2
+    return objective_value(cfg.get("objective"), metrics)  # raises when missing or not finite (a failed trial)
 
 
 if __name__ == "__main__":

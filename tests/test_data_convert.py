@@ -57,7 +57,7 @@ def test_convert_llava(tmp_path):
             assert np.array_equal(np.asarray(s["image"]), original)
     multi = samples[1]["conversation"]
     assert [t["role"] for t in multi] == ["user", "assistant", "user", "assistant"]  # trailing question dropped
-    assert multi[0]["content"] == "Describe it.\n<image>" and samples[1]["meta"]["answer"] == "many"
+    assert multi[0]["content"] == "Describe it.\n<image>" and samples[1]["meta"]["answer"] == "random"
 
 
 def test_convert_llava_cli_and_errors(tmp_path, capsys):

@@ -104,7 +104,10 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path):
     got = _keys(make_dataset(folder, skip_counter=counter))
     assert len(got) == 10 and not {"badjson", "badpng", "noimage"} & set(got)
     assert counter.skipped == 3 and counter.seen == 10
-    assert counter.metrics() == {"train_data/skipped": 3.0, "train_data/skip_fraction": pytest.approx(3 / 13)}
+    assert counter.metrics() == {"train_data/skipped": 3.0, "train_data/skip_fraction": pytest.approx(3 / 13),
+                                 "train_data/skipped_train": 0.0, "train_data/skipped_val": 0.0,
+                                 "train_data/skipped_test": 0.0, "train_data/skipped_other": 3.0}  # folder "bad"
+    assert counter.bad_shards() == {str(folder / "shard-000000.tar"): 3}
 
 
 def test_too_many_skips_raise(tmp_path):
@@ -215,7 +218,8 @@ def test_prepare_offline_dataset_reuses_and_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="interrupted"):  # a different request rebuilds, and fails midway
         prepare.prepare_offline_dataset("image", out, n_train=20, n_val=4, n_test=4, seed=1)
     assert json.loads((out / "manifest.json").read_text()) == ds.manifest  # the old complete dataset is intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes"]  # no temporary folder left behind
+    # no temporary folder left behind (the lock file that serialises generation stays, as lock files do)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".shapes.lock", "shapes"]
     monkeypatch.undo()
 
     fresh = tmp_path / "never"

@@ -26,7 +26,7 @@ def test_every_data_modality_is_complete():
     assert modality_tags() == ("<image>", "<audio>", "<series>")
     for name in data_modalities():
         spec = get_modality(name)
-        assert spec.codec.get() is not None and spec.offline is not None and spec.max_new_tokens > 0
+        assert spec.codec() is not None and spec.offline is not None and spec.max_new_tokens > 0
         assert spec.generative and set(spec.metrics()) and spec.main_metric in spec.report_metrics
     assert not get_modality("text").generative and get_modality("text").tag is None
 

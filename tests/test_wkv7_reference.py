@@ -4,17 +4,12 @@ import pytest
 import torch
 
 from modrwkv.kernels import wkv7
-
-LOG_DECAY_MIN = -0.6065306597126334
+from modrwkv.kernels.testing import wkv7_inputs
 
 
 def make_inputs(B, T, H, K, dtype=torch.float64, requires_grad=False):
-    """Realistic ranges: log decay in [-0.6065, 0), a = -kk, b = kk * a_ with kk unit-norm and a_ in (0, 1)."""
-    r, k, v = (torch.randn(B, T, H, K, dtype=dtype) for _ in range(3))
-    w = LOG_DECAY_MIN * torch.rand(B, T, H, K, dtype=dtype).clamp_min(1e-3)
-    kk = torch.nn.functional.normalize(torch.randn(B, T, H, K, dtype=dtype), dim=-1)
-    a_ = torch.rand(B, T, H, K, dtype=dtype)
-    xs = [r, w, k, v, -kk, kk * a_]
+    """[r, w, k, v, a, b] in RWKV-7's ranges (modrwkv.kernels.testing), from torch's global generator."""
+    xs = wkv7_inputs(B, T, H, K, dtype=dtype, w_floor=1e-3).args
     if requires_grad:
         xs = [x.detach().requires_grad_() for x in xs]
     return xs

@@ -24,10 +24,10 @@ if not torch.cuda.is_available():
 triton = pytest.importorskip("triton")
 
 from modrwkv.kernels.reference import wkv7_naive, wkv7_step_torch  # noqa: E402
+from modrwkv.kernels.testing import wkv7_inputs  # noqa: E402
 from modrwkv.kernels.triton_chunk import wkv7_triton  # noqa: E402
 from modrwkv.kernels.triton_decode import wkv7_step_triton  # noqa: E402
 
-LOG_DECAY_MIN = -0.6065306597126334
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEVICE = "cpu" if INTERPRET else "cuda"
 # the interpreter computes fp32 dots exactly in fp32; on a GPU the state products use tf32 tensor cores
@@ -35,13 +35,8 @@ TOL_FP32 = 1e-4 if INTERPRET else 5e-3
 
 
 def make_inputs(B, T, H, K, seed, dtype=torch.float32):
-    """Realistic RWKV-7 ranges: log decay in [-0.6065, 0), a = -kk, b = kk * a_ with kk unit-norm, a_ in (0, 1)."""
-    g = torch.Generator().manual_seed(seed)
-    r, k, v = (torch.randn(B, T, H, K, generator=g) for _ in range(3))
-    w = LOG_DECAY_MIN * torch.rand(B, T, H, K, generator=g).clamp_min(1e-4)
-    kk = torch.nn.functional.normalize(torch.randn(B, T, H, K, generator=g), dim=-1)
-    a_ = torch.rand(B, T, H, K, generator=g)
-    return [x.to(DEVICE, dtype) for x in (r, w, k, v, -kk, kk * a_)]
+    """[r, w, k, v, a, b] on DEVICE in RWKV-7's ranges (modrwkv.kernels.testing)."""
+    return wkv7_inputs(B, T, H, K, seed, dtype, device=DEVICE).args
 
 
 def rel(x, ref):

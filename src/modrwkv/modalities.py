@@ -3,7 +3,7 @@
     spec = get_modality("image")         # also by an alias: get_modality("vision") is the same spec
     spec.name                            # the one canonical name: a sample's "modality" and the key of its data
     spec.tag                             # where the modality goes in the user text, e.g. "<image>"
-    spec.codec.get()                     # how its data is checked, written to and read from shards (data/codecs.py)
+    spec.codec()                         # how its data is checked, written to and read from shards (data/codecs.py)
     spec.offline                         # the project's own generator (data/prepare.py)
     spec.metrics() / spec.score(...)     # validation metrics and how generated answers update them
     spec.max_new_tokens, spec.main_metric, spec.report_metrics
@@ -70,7 +70,7 @@ class ModalitySpec:
     aliases: tuple[str, ...] = ()  # other names accepted for it (config choices, older data files)
     encoder_kind: str = ""  # what its encoders are called in messages ("vision", "time series")
     tag: str | None = None  # the placeholder tag in user text; None: the modality has no data member
-    codec: Ref | None = None  # .get(): the data codec (data/codecs.py)
+    codec: Ref | None = None  # () -> the data codec (data/codecs.py)
     offline: OfflineData | None = None
     metrics: Ref | None = None  # () -> {name: torchmetrics.Metric}; None: loss-only evaluation
     scorer: Ref | None = None  # (metrics, spec, samples, predictions) -> extra counts
@@ -92,20 +92,21 @@ class ModalitySpec:
 _CODECS, _GEN, _METRICS, _SCORING = ("modrwkv.data.codecs", "modrwkv.data.generators", "modrwkv.evaluation.metrics",
                                      "modrwkv.evaluation.scoring")
 MODALITIES: dict[str, ModalitySpec] = {s.name: s for s in (
-    ModalitySpec("image", aliases=("vision",), encoder_kind="vision", tag="<image>", codec=Ref(f"{_CODECS}:IMAGE"),
+    ModalitySpec("image", aliases=("vision",), encoder_kind="vision", tag="<image>",
+                 codec=Ref(f"{_CODECS}:image_codec"),
                  offline=OfflineData(Ref("modrwkv.data.shapes_vqa:ShapesVQAConfig"), Ref(f"{_GEN}:shapes_vqa"),
                                      "difficulty", "easy", Ref(f"{_GEN}:shapes_vqa_manifest")),
                  metrics=Ref(f"{_METRICS}:accuracy_metrics"), scorer=Ref(f"{_SCORING}:score_text"),
                  reference="answer", max_new_tokens=8, main_metric="val/accuracy",
                  report_metrics=("val/accuracy", "test/accuracy", "val/loss", "test/loss")),
-    ModalitySpec("audio", encoder_kind="audio", tag="<audio>", codec=Ref(f"{_CODECS}:AUDIO"),
+    ModalitySpec("audio", encoder_kind="audio", tag="<audio>", codec=Ref(f"{_CODECS}:audio_codec"),
                  offline=OfflineData(Ref("modrwkv.data.spoken_words:SpokenWordsConfig"), Ref(f"{_GEN}:spoken_words"),
                                      "preset", "digits"),
                  metrics=Ref(f"{_METRICS}:transcript_metrics"), scorer=Ref(f"{_SCORING}:score_text"),
                  reference="transcript", max_new_tokens=48, main_metric="val/wer",
                  report_metrics=("val/wer", "val/cer", "test/wer", "test/cer", "val/loss")),
     ModalitySpec("series", aliases=("timeseries",), encoder_kind="time series", tag="<series>",
-                 codec=Ref(f"{_CODECS}:SERIES"),
+                 codec=Ref(f"{_CODECS}:series_codec"),
                  offline=OfflineData(Ref("modrwkv.data.forecasting:ForecastConfig"), Ref(f"{_GEN}:forecast_windows")),
                  metrics=Ref(f"{_METRICS}:forecast_metrics"), scorer=Ref(f"{_SCORING}:score_forecast"),
                  reference="target", max_new_tokens=96, main_metric="val/mse",

@@ -2,8 +2,9 @@
 
 Training runs on packed rows (`cu_seqlens`, no padding) with the loss over assistant tokens only; the LM head is
 applied at the labelled positions alone (a 65536-way head over every position would dominate memory).
-Generation prefills the prompt in parallel, then decodes through the recurrent state, one `step` per token; a prefix
-state (after the modality tokens and an optional shared prompt) can be kept and answered from many times.
+Generation prefills the prompt in parallel, then decodes through the recurrent state: on a GPU with the fast decoder
+(fused step, CUDA graphs, sampling on the device; `modrwkv.generation.fast`), else one eager `step` per token. A
+prefix state (after the modality tokens and an optional shared prompt) can be kept and answered from many times.
 """
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from modrwkv.backbone.state import RWKV7State
 from modrwkv.data.chat import IGNORE_INDEX, PLACEHOLDER_ID, ChatTemplate
-from modrwkv.generation import decode, make_generator
+from modrwkv.generation import FastDecoder, decode, make_generator
+from modrwkv.generation.fast import FastOptions
+from modrwkv.generation.inputs import (
+    check_finite_input,
+    check_options,
+    check_prompt,
+    check_questions,
+    check_raw,
+    check_samples,
+)
 from modrwkv.losses import labelled_token_loss, next_token_targets
 
 
@@ -37,10 +48,11 @@ class ModRWKV(nn.Module):
             `modrwkv.adapters.build_adapter`), so widths come from the encoder and backbone, never from config.
         backbone: an `RWKV7`.
         template: the ChatTemplate (default: World tokenizer, User / Assistant).
+        generation: decoding options (`FastOptions` or a dict: fast, check_every, compile; config ``generation``).
     """
 
     def __init__(self, encoder, adapter: nn.Module | Callable[[int, int], nn.Module], backbone,
-                 template: ChatTemplate | None = None):
+                 template: ChatTemplate | None = None, generation: FastOptions | dict | None = None):
         super().__init__()
         llm_dim = backbone.config.n_embd
         if not isinstance(adapter, nn.Module):
@@ -53,6 +65,14 @@ class ModRWKV(nn.Module):
         self.adapter = adapter
         self.backbone = backbone
         self.template = template if template is not None else ChatTemplate()
+        if generation is not None and not isinstance(generation, FastOptions):
+            generation = FastOptions(**dict(generation))
+        self.generation = generation or FastOptions()
+        self._fast_decoder: FastDecoder | None = None
+
+    def __getstate__(self) -> dict:
+        # the fast decoder holds CUDA graphs and weight copies: never pickled or deep-copied (rebuilt on demand)
+        return {**super().__getstate__(), "_fast_decoder": None}
 
     # -- freezing -------------------------------------------------------------------------------------------
     def freeze(self, encoder: bool = True, adapter: bool = False, backbone: bool = True) -> ModRWKV:
@@ -122,9 +142,11 @@ class ModRWKV(nn.Module):
         """The samples' modalities through one batched encoder + adapter call -> per-sample (n_i, C) embeddings."""
         device = self.backbone.emb.weight.device
         xs, feats = [], []
-        for sample in samples:
+        for i, sample in enumerate(samples):
             raw = sample[sample["modality"]]
+            check_raw(raw, i, sample["modality"])
             xs.append(self.encoder.preprocess(raw))
+            check_finite_input(xs[-1], i, sample["modality"])
             feats.append(int(self.encoder.feature_length(raw)))
         lengths = torch.tensor(feats, device=device) if self.encoder.variable_length else None
         tokens = self.encode_modality(self.encoder.collate(xs).to(device), lengths)  # (M, C)
@@ -135,11 +157,39 @@ class ModRWKV(nn.Module):
         return self._modality_tokens([sample])[0]
 
     def _prefill(self, pieces: list[tuple[list[int], torch.Tensor | None]], state=None):
-        """Run N prompts (ids, modality embeddings) as one packed row -> (next-token logits (N, V), state)."""
+        """Read N prompts (ids, modality embeddings) -> (next-token logits (N, V), state of the N sequences).
+
+        Prompts are packed into rows of at most ``generation.prefill_chunk`` tokens, and a longer prompt is read in
+        pieces of that many tokens carrying the recurrent state, so prefill memory is bounded whatever the batch or
+        the prompt length (the result is the same function of the prompt)."""
+        chunk = self.generation.prefill_chunk
+        groups, size = [[]], 0  # consecutive prompts that share one packed row
+        for i, (ids, _) in enumerate(pieces):
+            if groups[-1] and size + len(ids) > chunk:
+                groups.append([])
+                size = 0
+            groups[-1].append(i)
+            size += len(ids)
+        logits, states = [], []
+        for g in groups:
+            sub = None if state is None else (state if len(groups) == 1 else state.select(g))
+            out = self._prefill_row([pieces[i] for i in g], sub, chunk)
+            logits.append(out[0])
+            states.append(out[1])
+        if len(groups) == 1:
+            return logits[0], states[0]
+        return torch.cat(logits), RWKV7State.cat(states)
+
+    def _prefill_row(self, pieces, state, chunk: int):
+        """Prompts packed into one row -> (logits (N, V), state); one prompt longer than ``chunk`` goes piecewise."""
         device = self.backbone.emb.weight.device
         ids = torch.tensor([t for p, _ in pieces for t in p], device=device)[None]  # (1, T)
         mods = [m for _, m in pieces if m is not None]
-        emb = self.embed_inputs(ids, torch.cat(mods) if mods else None)
+        emb = self.embed_inputs(ids, torch.cat(mods) if mods else None)  # (1, T, C)
+        if len(pieces) == 1 and ids.shape[1] > chunk:
+            for t0 in range(0, ids.shape[1], chunk):
+                hidden, state = self.backbone.forward_hidden(emb[:, t0:t0 + chunk], state=state, return_state=True)
+            return self.backbone.head(hidden[:, -1]), state  # (1, V)
         lens = torch.tensor([len(p) for p, _ in pieces], device=device)
         cu = torch.zeros(len(pieces) + 1, dtype=torch.int32, device=device)
         cu[1:] = lens.cumsum(0)
@@ -153,44 +203,76 @@ class ModRWKV(nn.Module):
         first_answer = next((i for i, t in enumerate(conv) if t["role"] != "user"), len(conv))
         return list(conv[:first_answer])
 
+    def _decode(self, logits: torch.Tensor, state, max_new_tokens: int, temperature: float, top_p: float,
+                seed: int | None, fast: bool | None) -> list[list[int]]:
+        """Decode from the prefill's logits and state: the fast decoder or the eager loop (see `FastOptions`)."""
+        gen = make_generator(seed, logits.device)
+        fast = self.generation.fast if fast is None else fast
+        if fast is None:
+            fast = logits.device.type == "cuda"
+        if not fast:
+            return decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
+        if self._fast_decoder is None or self._fast_decoder.backbone is not self.backbone:
+            self._fast_decoder = FastDecoder(self.backbone, self.generation.check_every,
+                                             compile=self.generation.compile)
+        return self._fast_decoder.decode(logits, state, max_new_tokens, temperature, top_p, gen)
+
+    def clear_generation_cache(self) -> None:
+        """Free the fast decoder (its CUDA graphs, static state buffers and stacked weight copies)."""
+        self._fast_decoder = None
+
     @torch.no_grad()
     def generate_ids(self, samples: Sequence[dict], prompts: Sequence | None = None, max_new_tokens: int = 64,
-                     temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[list[int]]:
+                     temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+                     fast: bool | None = None) -> list[list[int]]:
         """Generated token ids per sample (each ends with 24 unless `max_new_tokens` ran out); see generate_batch."""
+        check_options(max_new_tokens, temperature, top_p, seed)
+        check_samples(samples, prompts)
         prompts = list(prompts) if prompts is not None else [None] * len(samples)
-        if len(prompts) != len(samples):
-            raise ValueError(f"{len(samples)} samples but {len(prompts)} prompts")
         pieces = []
         for sample, prompt, mod in zip(samples, prompts, self._modality_tokens(samples)):
             ids = self.template.prompt_ids(self._prompt(sample, prompt), sample["modality"], mod.shape[0])
             pieces.append((ids, mod))
         logits, state = self._prefill(pieces)
-        gen = make_generator(seed, logits.device)
-        return decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
+        return self._decode(logits, state, max_new_tokens, temperature, top_p, seed, fast)
 
     @torch.no_grad()
     def generate_batch(self, samples: Sequence[dict], prompts: Sequence | None = None, max_new_tokens: int = 64,
-                       temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[str]:
+                       temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+                       fast: bool | None = None) -> list[str]:
         """Answer several samples at once: packed parallel prefill, then batched recurrent decoding.
 
         `prompts[i]`: a user text (modality tag optional) or a conversation ending with a user turn; None: the
-        sample's own conversation up to its first assistant turn.
+        sample's own conversation up to its first assistant turn. `fast`: None = `self.generation.fast` (the fast
+        decoder on a GPU), False = the eager loop.
         """
-        out = self.generate_ids(samples, prompts, max_new_tokens, temperature, top_p, seed)
+        out = self.generate_ids(samples, prompts, max_new_tokens, temperature, top_p, seed, fast)
         return [self.template.decode_answer(o) for o in out]
 
     @torch.no_grad()
     def generate(self, sample_or_prefix: dict | PrefixState, prompt=None, max_new_tokens: int = 64,
-                 temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> str:
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+                 fast: bool | None = None) -> str:
         """Answer one sample (or, given a PrefixState, one question from it): greedy at temperature 0, else nucleus
         sampling (`seed` makes it reproducible). Stops at token 24 or after `max_new_tokens`."""
         if isinstance(sample_or_prefix, PrefixState):
-            return self.answer(sample_or_prefix, prompt, max_new_tokens, temperature, top_p, seed)
-        return self.generate_batch([sample_or_prefix], [prompt], max_new_tokens, temperature, top_p, seed)[0]
+            if prompt is None:
+                raise ValueError("generate(prefix) needs the question: generate(prefix, prompt='...')")
+            if not isinstance(prompt, str):
+                raise ValueError(f"with a PrefixState the prompt must be a question, not {type(prompt).__name__}")
+            return self.answer(sample_or_prefix, prompt, max_new_tokens, temperature, top_p, seed, fast)
+        if not isinstance(sample_or_prefix, dict):
+            raise ValueError("generate takes one sample dict (or a PrefixState from encode_prefix); "
+                             f"got {type(sample_or_prefix).__name__} (for several samples use generate_batch)")
+        check_prompt(prompt)
+        return self.generate_batch([sample_or_prefix], [prompt], max_new_tokens, temperature, top_p, seed, fast)[0]
 
     @torch.no_grad()
     def encode_prefix(self, sample: dict, prompt_prefix: str = "") -> PrefixState:
         """Read "\\x16User: " + the sample's modality tokens + `prompt_prefix` once and keep the state."""
+        if not isinstance(prompt_prefix, str):
+            raise ValueError(f"prompt_prefix must be a string, got {type(prompt_prefix).__name__}")
+        check_samples([sample], [prompt_prefix])
         mod = self._sample_tokens(sample)
         head, _ = self.template.cached_prompt_split("", sample["modality"], mod.shape[0], prompt_prefix)
         _, state = self._prefill([(head, mod)])
@@ -198,22 +280,26 @@ class ModRWKV(nn.Module):
 
     @torch.no_grad()
     def answer_ids(self, prefix: PrefixState, questions: Sequence[str], max_new_tokens: int = 64,
-                   temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[list[int]]:
+                   temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+                   fast: bool | None = None) -> list[list[int]]:
         """Generated ids for each question, decoded together from copies of the cached prefix state."""
+        if not isinstance(prefix, PrefixState):
+            raise ValueError(f"answer needs a PrefixState from encode_prefix, got {type(prefix).__name__}")
+        questions = check_questions(questions)
+        check_options(max_new_tokens, temperature, top_p, seed)
         tails = [self.template.cached_prompt_split(q, prefix.modality, 0)[1] for q in questions]
         logits, state = self._prefill([(t, None) for t in tails], state=prefix.state.expand(len(tails)))
-        gen = make_generator(seed, logits.device)
-        return decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
+        return self._decode(logits, state, max_new_tokens, temperature, top_p, seed, fast)
 
     @torch.no_grad()
     def answer(self, prefix: PrefixState, questions: str | Sequence[str], max_new_tokens: int = 64,
-               temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> str | list[str]:
+               temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+               fast: bool | None = None) -> str | list[str]:
         """Answer one question (-> str) or several (-> list, decoded together) from a cached prefix, without
         re-reading the modality tokens. Equals generating from the full prompt "{tag}{prefix}{question}"
         (tokenised as `ChatTemplate.cached_prompt_split`); the prefix state itself is never modified."""
         single = isinstance(questions, str)
-        out = self.answer_ids(prefix, [questions] if single else list(questions), max_new_tokens, temperature,
-                              top_p, seed)
+        out = self.answer_ids(prefix, questions, max_new_tokens, temperature, top_p, seed, fast)
         texts = [self.template.decode_answer(o) for o in out]
         return texts[0] if single else texts
 

@@ -10,21 +10,16 @@ import torch
 
 from modrwkv.kernels.chunked import wkv7_chunked
 from modrwkv.kernels.reference import wkv7_naive, wkv7_step_torch
+from modrwkv.kernels.testing import wkv7_inputs
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
-LOG_DECAY_MIN = -0.6065306597126334
 TOL = 5e-3
 
 
 def make_inputs(B, T, H, K, seed, dtype=torch.bfloat16):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    shape = (B, T, H, K)
-    r, k, v = (torch.randn(shape, device="cuda", generator=g) for _ in range(3))
-    w = LOG_DECAY_MIN * torch.rand(shape, device="cuda", generator=g).clamp_min(1e-4)
-    kk = torch.nn.functional.normalize(torch.randn(shape, device="cuda", generator=g), dim=-1)
-    a_ = torch.rand(shape, device="cuda", generator=g)
-    return [x.to(dtype) for x in (r, w, k, v, -kk, kk * a_)]
+    """[r, w, k, v, a, b] on the GPU in RWKV-7's ranges (modrwkv.kernels.testing)."""
+    return wkv7_inputs(B, T, H, K, seed, dtype, device="cuda").args
 
 
 def rel(x, ref):
@@ -101,12 +96,13 @@ def test_varlen_many_sequences(monkeypatch, seqpar):
 
 @pytest.mark.parametrize("cu_lengths", [None, [1, 3000, 0, 5000, 17]])
 def test_seqpar_bf16(monkeypatch, cu_lengths):
-    """The sequence-parallel forward (CONFIG["SEQPAR"] = "on", triton_seqpar.py) with the unchanged backward, at the
-    size it is for: one long sequence of few heads (B=1 T=8192 H=8), dense and varlen, with initial states."""
+    """The sequence-parallel forward and state-gradient pass (CONFIG["SEQPAR"] = "on", triton_seqpar.py) at the
+    size they are for: one long sequence of few heads (B=1 T=8192 H=8), dense and varlen, with initial states."""
     from modrwkv.kernels import triton_chunk as tc
 
     monkeypatch.setitem(tc.CONFIG, "SEQPAR", "on")
     tc.LAST_KERNELS.pop("seqpar_b", None)
+    tc.LAST_KERNELS.pop("seqpar_bwd_b", None)
     seed = int(torch.randint(0, 2**31 - 1, ()))
     cu = None
     if cu_lengths is not None:
@@ -114,7 +110,7 @@ def test_seqpar_bf16(monkeypatch, cu_lengths):
     xs = make_inputs(1, 8192 if cu is None else sum(cu_lengths), 8, 64, seed)
     h0 = torch.randn(1 if cu is None else len(cu_lengths), 8, 64, 64, device="cuda")
     print(compare(xs, h0, cu, wkv7_chunked, seed))
-    assert "seqpar_b" in tc.LAST_KERNELS, "the sequence-parallel path did not run"
+    assert "seqpar_b" in tc.LAST_KERNELS and "seqpar_bwd_b" in tc.LAST_KERNELS, "the sequence-parallel path did not run"
 
 
 @pytest.mark.parametrize("N", [1, 16, 64])

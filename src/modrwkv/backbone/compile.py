@@ -24,7 +24,7 @@ def configure_inductor() -> None:
 
     Mix-order reductions are switched off: in torch 2.10-2.13 they return gradients of the wrong shape for the
     (1, 1, C) mixing parameters (pytorch/pytorch#178080: "CompiledFunctionBackward returned an invalid gradient at
-    index 5 - got [2048] but expected shape compatible with [1, 1, 2048]", which we hit at 16K tokens on an H100) or
+    index 5 - got [2048] but expected shape compatible with [1, 1, 2048]", at 16K tokens per step) or
     silently wrong ones beyond ~16K rows (pytorch/pytorch#193061). Those are exactly the reductions of a
     parameter-gradient over all tokens next to a per-token LayerNorm that every RWKV-7 block has.
     """

@@ -13,7 +13,8 @@ H100), so small launches dominate. `FusedDecoder` computes exactly the same func
 
 and, with ``compile=True``, the elementwise work between the products fused by torch.compile (the WKV-7 step kernel
 runs eagerly between the two compiled halves of a layer). The stacked weights are copies: decoding holds the
-projection weights twice (for the 1.5B model about 0.4 GB more). Rebuild the decoder after changing the weights.
+projection weights twice (for the 1.5B model about 0.6 GB more in bf16). After the weights change in place, `refresh_`
+updates the copies.
 """
 
 from __future__ import annotations
@@ -76,40 +77,56 @@ class FusedDecoder:
 
     def __init__(self, model, compile: bool = False, compile_backend: str = "inductor"):
         self.model = model
-        cfg = model.config
-        self.n_head = cfg.n_head
-        self.layers = []
+        self.n_head = model.config.n_head
         with torch.no_grad():
-            d_max = max(cfg.dim_w_lora, cfg.dim_a_lora, cfg.dim_v_lora, cfg.dim_g_lora)
-
-            def pad_cols(m):  # (C, d) -> (C, d_max)
-                return F.pad(m, (0, d_max - m.shape[1]))
-
-            def pad_rows(m):  # (d, C) -> (d_max, C)
-                return F.pad(m, (0, 0, 0, d_max - m.shape[0]))
-
-            for blk in model.blocks:
-                att, ffn = blk.att, blk.ffn
-                first = blk.layer_id == 0
-                C = cfg.n_embd
-                self.layers.append(dict(
-                    first=first,
-                    mix6=torch.cat([att.x_r, att.x_k, att.x_v, att.x_w, att.x_a, att.x_g]).view(6, 1, C),
-                    ln0_w=blk.ln0.weight if first else None, ln0_b=blk.ln0.bias if first else None,
-                    ln1_w=blk.ln1.weight, ln1_b=blk.ln1.bias,
-                    w_rkv=torch.stack([att.receptance.weight.t(), att.key.weight.t(), att.value.weight.t()]),
-                    w_lora1=torch.stack([pad_cols(att.v1), pad_cols(att.w1), pad_cols(att.a1), pad_cols(att.g1)]),
-                    w_lora2=torch.stack([pad_rows(att.v2), pad_rows(att.w2), pad_rows(att.a2), pad_rows(att.g2)]),
-                    w0=att.w0.view(C), a0=att.a0.view(C), v0=att.v0.view(C), k_k=att.k_k.view(C),
-                    k_a=att.k_a.view(C),
-                    ln_x_w=att.ln_x.weight, ln_x_b=att.ln_x.bias, r_k=att.r_k.view(C),
-                    w_out=att.output.weight.t(), ln2_w=blk.ln2.weight, ln2_b=blk.ln2.bias,
-                    ffn_x_k=ffn.x_k.view(C), w_key=ffn.key.weight.t(), w_value=ffn.value.weight.t(),
-                ))
+            self.layers = [self._layer(blk) for blk in model.blocks]
         self.pre, self.post = _pre, _post
         if compile:
             self.pre = torch.compile(_pre, dynamic=False, backend=compile_backend)
             self.post = torch.compile(_post, dynamic=False, backend=compile_backend)
+
+    def _layer(self, blk) -> dict:
+        """One block's weights: the stacked ones are copies (see `refresh_`), the others views of the parameters."""
+        cfg = self.model.config
+        att, ffn = blk.att, blk.ffn
+        first = blk.layer_id == 0
+        C = cfg.n_embd
+        return dict(
+            first=first, **self._stacked(blk),
+            ln0_w=blk.ln0.weight if first else None, ln0_b=blk.ln0.bias if first else None,
+            ln1_w=blk.ln1.weight, ln1_b=blk.ln1.bias,
+            w0=att.w0.view(C), a0=att.a0.view(C), v0=att.v0.view(C), k_k=att.k_k.view(C), k_a=att.k_a.view(C),
+            ln_x_w=att.ln_x.weight, ln_x_b=att.ln_x.bias, r_k=att.r_k.view(C),
+            w_out=att.output.weight.t(), ln2_w=blk.ln2.weight, ln2_b=blk.ln2.bias,
+            ffn_x_k=ffn.x_k.view(C), w_key=ffn.key.weight.t(), w_value=ffn.value.weight.t(),
+        )
+
+    def _stacked(self, blk) -> dict:
+        """The copied weights of one block: the six mixes (6, 1, C), r/k/v (3, C, C), the LoRAs (4, C, D), (4, D, C)."""
+        cfg = self.model.config
+        att = blk.att
+        d_max = max(cfg.dim_w_lora, cfg.dim_a_lora, cfg.dim_v_lora, cfg.dim_g_lora)
+
+        def pad_cols(m):  # (C, d) -> (C, d_max)
+            return F.pad(m, (0, d_max - m.shape[1]))
+
+        def pad_rows(m):  # (d, C) -> (d_max, C)
+            return F.pad(m, (0, 0, 0, d_max - m.shape[0]))
+
+        return dict(
+            mix6=torch.cat([att.x_r, att.x_k, att.x_v, att.x_w, att.x_a, att.x_g]).view(6, 1, cfg.n_embd),
+            w_rkv=torch.stack([att.receptance.weight.t(), att.key.weight.t(), att.value.weight.t()]),
+            w_lora1=torch.stack([pad_cols(att.v1), pad_cols(att.w1), pad_cols(att.a1), pad_cols(att.g1)]),
+            w_lora2=torch.stack([pad_rows(att.v2), pad_rows(att.w2), pad_rows(att.a2), pad_rows(att.g2)]),
+        )
+
+    @torch.no_grad()
+    def refresh_(self) -> None:
+        """Copy the model's current weights into the stacked copies, in place (their addresses stay: CUDA graphs
+        captured over this decoder remain valid). Call after the weights changed in place (a training step)."""
+        for p, blk in zip(self.layers, self.model.blocks):
+            for name, value in self._stacked(blk).items():
+                p[name].copy_(value)
 
     @torch.no_grad()
     def step_(self, input_ids: torch.Tensor | None, state, inputs_embeds: torch.Tensor | None = None):

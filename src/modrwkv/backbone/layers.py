@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kernels import LOG_DECAY_MIN
 from ..kernels import wkv7 as _wkv7
 from ..kernels import wkv7_step as _wkv7_step
 from .config import RWKV7Config
@@ -19,7 +20,7 @@ from .config import RWKV7Config
 wkv7 = torch.compiler.disable(_wkv7)
 wkv7_step = torch.compiler.disable(_wkv7_step)
 
-LOG_DECAY_SCALE = -0.6065306597126334  # -exp(-0.5): log decay = LOG_DECAY_SCALE * sigmoid(.) lies in (-0.6065, 0)
+LOG_DECAY_SCALE = LOG_DECAY_MIN  # log decay = LOG_DECAY_SCALE * sigmoid(.) lies in (LOG_DECAY_MIN, 0)
 
 
 def token_shift(x: torch.Tensor, prev: torch.Tensor | None, cu_seqlens: torch.Tensor | None):
@@ -87,8 +88,7 @@ class TimeMix(nn.Module):
         """The r.k bonus, per head (sum_i r_i k_i r_k_i) v; all (..., C).
 
         Computed before the WKV-7 kernel, not after it: under torch.compile the kernel splits the block into two
-        graphs, and r, k, v used in both would have their gradients summed by eager adds between the graphs
-        (measured 19.6 ms of a 1.5B step, bench/RESULTS.md)."""
+        graphs, and r, k, v used in both would have their gradients summed by eager adds between the graphs."""
         heads = (*r.shape[:-1], self.n_head, self.head_size)
         return ((r * k * self.r_k.view(-1)).view(heads).sum(-1, keepdim=True) * v.view(heads)).view(r.shape)
 

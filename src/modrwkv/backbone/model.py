@@ -4,7 +4,7 @@
     for blk: x = x + time_mix(ln1(x)); x = x + channel_mix(ln2(x))
     logits = head(ln_out(x))
 
-Both evaluations give the same outputs (tested in fp64). docs/RWKV7.md gives the exact math.
+Both evaluations give the same outputs (tested in fp64). docs/RWKV7.md has the exact math.
 """
 
 from __future__ import annotations

@@ -95,3 +95,18 @@ class ArrayCodec:
 IMAGE = ImageCodec()
 AUDIO = ArrayCodec(AUDIO_EXTS, audio=True)
 SERIES = ArrayCodec(SERIES_EXTS)
+
+
+def image_codec() -> ImageCodec:
+    """The image codec (what the registry's ``spec.codec()`` returns for images)."""
+    return IMAGE
+
+
+def audio_codec() -> ArrayCodec:
+    """The audio codec (16 kHz float32 arrays; npy or flac)."""
+    return AUDIO
+
+
+def series_codec() -> ArrayCodec:
+    """The series codec (float32 arrays; npy)."""
+    return SERIES

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .chat import ChatTemplate
+from .skips import CorruptSample
 
 log = logging.getLogger("modrwkv.data")
 
@@ -111,7 +112,7 @@ class PackedCollate:
     def _count_skip(self, sample: dict, exn: BaseException) -> None:
         self.num_skipped += 1
         self.skip_reasons[type(exn).__name__] += 1
-        if self.skip_counter is not None:
-            self.skip_counter(exn)  # may raise TooManySkipsError
+        if self.skip_counter is not None:  # may raise TooManySkipsError
+            self.skip_counter(CorruptSample(sample.get("__url__"), sample.get("__key__"), exn))
         elif self.num_skipped <= 10:
             log.warning("skipped corrupt sample %r: %r", sample.get("__key__"), exn)

@@ -2,7 +2,9 @@
 
 The LLaVA format is a json list of ``{"id", "image": path relative to the image folder, "conversations":
 [{"from": "human" | "gpt", "value": "<image>\\n..."}, ...]}``. Image files are stored with their original bytes
-(no re-encoding); samples whose image is missing, unreadable or absent (text-only entries) are skipped and counted.
+(no re-encoding), after decoding them fully; entries that are malformed (not an object, ``conversations`` not a
+list of turns), whose image is missing, truncated or unreadable, or absent (text-only entries) are skipped and
+counted by reason.
 
     python -m modrwkv.data.convert_llava --json llava_v1_5_mix665k.json --images data/ --out shards/llava
 """
@@ -10,6 +12,7 @@ The LLaVA format is a json list of ``{"id", "image": path relative to the image 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 from pathlib import Path
@@ -39,34 +42,46 @@ def _records(entries, image_root: Path, report: ConvertReport):
     from PIL import Image, UnidentifiedImageError
 
     for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            report.skip("bad_entry", f"entry {index} ({type(entry).__name__}, not an object)")
+            continue
         ident = str(entry.get("id", index))
         if not entry.get("image"):
             report.skip("no_image", ident)  # text-only entries of the instruction mix: not an image sample
             continue
-        conversation = llava_conversation(entry.get("conversations"))
+        if not isinstance(entry["image"], str):
+            report.skip("bad_entry", f"{ident} (image is a {type(entry['image']).__name__}, not a path)")
+            continue
+        turns = entry.get("conversations")
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):  # e.g. a string
+            report.skip("bad_conversation", ident)
+            continue
+        conversation = llava_conversation(turns)
         if conversation is None:
             report.skip("bad_conversation", ident)
             continue
         path = image_root / entry["image"]
         try:
             data = path.read_bytes()
-            with Image.open(path) as img:  # reads the header only: cheap, catches non-images and unknown formats
+            with Image.open(io.BytesIO(data)) as img:
                 fmt = (img.format or "").lower()
+                img.load()  # decode every pixel: a truncated or corrupt file is skipped here, not in training
+                if min(img.size) < 1:
+                    raise ValueError(f"empty image {img.size}")
         except FileNotFoundError:
             report.skip("missing_image", str(path))
             continue
-        except (OSError, UnidentifiedImageError):
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
             report.skip("unreadable_image", str(path))
             continue
         ext = {"jpeg": "jpg", "mpo": "jpg"}.get(fmt, fmt)
         if ext not in IMAGE_EXTS:  # e.g. gif: store as png, which every reader decodes
-            import io
-
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 buf = io.BytesIO()
                 img.convert("RGB").save(buf, format="PNG")
             data, ext = buf.getvalue(), "png"
-        answer = conversation[-1]["content"]
+        # the answer to the first question: evaluation prompts with the turns before the first assistant turn
+        answer = next(t["content"] for t in conversation if t["role"] == "assistant")
         meta = {"id": ident, "image": entry["image"], "source": "llava", "answer": answer}
         report.written["all"] += 1
         yield {"__key__": sanitize_key(f"{index:08d}-{ident}")[:120], "json": json_bytes("image", conversation, meta),

@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from modrwkv.data.atomic import atomic_dir
 from modrwkv.data.shards import write_shards
 from modrwkv.modalities import MODALITIES, SPLITS, find_modality
@@ -106,11 +108,31 @@ def prepare_offline_dataset(modality: str, out_dir: str | os.PathLike, n_train: 
                "config": json.loads(json.dumps(dataclasses.asdict(config))), "maxcount": maxcount,
                "image_format": image_format, "audio_format": audio_format}
     root = Path(out_dir)
-    splits = {s: str(root / s) for s in SPLITS}
+    found = _reuse(modality, root, request)  # a complete dataset is only ever renamed into place: no lock needed
+    if found is not None:
+        return found
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # runs started together (a sweep, concurrent jobs) generate it once: the others wait here, then reuse it
+    with FileLock(str(root.parent / f".{root.name}.lock")):
+        found = _reuse(modality, root, request)
+        if found is not None:
+            return found
+        return _generate_all(modality, root, sizes, seed, config, maxcount, image_format, audio_format, cache_dir,
+                             request)
+
+
+def _reuse(modality: str, root: Path, request: dict) -> PreparedDataset | None:
     existing = _read_manifest(root)
     if existing is not None and existing.get("request") == request:
         log.info("reusing the %s dataset at %s", modality, root)
-        return PreparedDataset(str(root), splits, existing)
+        return PreparedDataset(str(root), {s: str(root / s) for s in SPLITS}, existing)
+    return None
+
+
+def _generate_all(modality, root: Path, sizes, seed, config, maxcount, image_format, audio_format, cache_dir,
+                  request) -> PreparedDataset:
+    _, offline = _offline(modality)
+    splits = {s: str(root / s) for s in SPLITS}
     if root.exists():
         log.warning("%s exists but does not match the request (or is incomplete): rebuilding it", root)
 

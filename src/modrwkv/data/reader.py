@@ -29,7 +29,7 @@ from pathlib import Path
 import webdataset as wds
 
 from modrwkv.data.shards import decode_record
-from modrwkv.data.skips import SkipCounter
+from modrwkv.data.skips import CorruptSample, SkipCounter, TooManySkipsError
 
 
 def list_shards(urls_or_dir: str | os.PathLike | Sequence[str]) -> list[str]:
@@ -123,11 +123,18 @@ class ShardDataset(wds.DataPipeline):
         return _buffer_shuffle(src, self.shuffle, self._rng("samples"))
 
     def _decode(self, record):
-        sample = decode_record(record)
-        if self.transform is not None:
-            sample = self.transform(sample)
-        if not self._replaying:  # counted only once fully usable: each record is either seen or skipped
-            self.skip_counter.count_seen()
+        source = record.get("__url__")
+        try:
+            sample = decode_record(record)
+            if self.transform is not None:
+                sample = self.transform(sample)
+        except TooManySkipsError:
+            raise
+        except Exception as exn:  # the handler counts it against its shard
+            raise CorruptSample(source, record.get("__key__"), exn) from exn
+        sample["__url__"] = source  # the shard, for skips counted later (the collate)
+        if not self._replaying:  # counted once fully usable: each record is seen or skipped
+            self.skip_counter.count_seen(source=source)
         return sample
 
     def __iter__(self):

@@ -39,7 +39,7 @@ def make_sample(key: str, modality: str, data: Any, conversation: list[dict], me
     if spec is None or spec.codec is None:
         raise ValueError(f"unknown modality {modality!r}; expected one of {data_modalities()}")
     modality = spec.name
-    data = spec.codec.get().coerce(data)
+    data = spec.codec().coerce(data)
     sample = {
         "__key__": sanitize_key(key),
         "modality": modality,
@@ -58,7 +58,7 @@ def validate_sample(sample: dict) -> None:
         raise ValueError(f"sample {sample.get('__key__')!r}: bad modality {modality!r}")
     if modality not in sample:
         raise ValueError(f"sample {sample.get('__key__')!r}: modality {modality!r} but no {modality!r} field")
-    find_modality(modality).codec.get().check(sample["__key__"], modality, sample[modality])
+    find_modality(modality).codec().check(sample["__key__"], modality, sample[modality])
     conv = sample.get("conversation")
     if not isinstance(conv, list) or not conv:
         raise ValueError(f"sample {sample['__key__']!r}: conversation must be a non-empty list")

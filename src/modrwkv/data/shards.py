@@ -32,7 +32,7 @@ def encode_sample(sample: dict, image_format: str = "png", audio_format: str = "
     """
     validate_sample(sample)
     modality = sample["modality"]
-    ext, data = find_modality(modality).codec.get().encode(sample[modality], image_format, audio_format)
+    ext, data = find_modality(modality).codec().encode(sample[modality], image_format, audio_format)
     return {"__key__": sanitize_key(sample["__key__"]),
             "json": json_bytes(modality, sample["conversation"], sample["meta"]), ext: data}
 
@@ -43,7 +43,7 @@ def decode_record(record: dict) -> dict:
     spec = find_modality(header["modality"])  # older files may use an alias
     if spec is None or spec.codec is None:
         raise ValueError(f"record {record.get('__key__')!r}: unknown modality {header['modality']!r}")
-    modality, codec = spec.name, spec.codec.get()
+    modality, codec = spec.name, spec.codec()
     ext = next((e for e in codec.exts if e in record), None)
     if ext is None:
         raise ValueError(f"record {record.get('__key__')!r}: no {modality} member among {sorted(record)}")

@@ -40,6 +40,16 @@ class _LayerNormAnyDtype(WhisperLayerNorm):
         return F.layer_norm(x.to(dt), self.normalized_shape, w, b, self.eps).to(x.dtype)
 
 
+def check_waveform(raw) -> np.ndarray:
+    """A raw sample as a float32 16 kHz mono waveform [S]; a clear error for empty, multi-channel or NaN audio."""
+    audio = np.asarray(raw, dtype=np.float32)
+    if audio.ndim != 1 or audio.size == 0:
+        raise ValueError(f"expected a non-empty 1-D 16 kHz mono array, got shape {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise ValueError("audio contains NaN or inf")
+    return audio
+
+
 def load_whisper_checkpoint(path: str | os.PathLike) -> tuple[ModelDimensions, dict[str, torch.Tensor]]:
     """Read a Whisper .pt file ({"dims": dict, "model_state_dict": ...}) -> (dims, encoder state dict)."""
     ckpt = read_checkpoint(path, what="whisper weights")
@@ -91,12 +101,7 @@ class WhisperEncoder(ModalityEncoder):
         self.set_frozen(frozen)
 
     def _check(self, raw) -> np.ndarray:
-        audio = np.asarray(raw, dtype=np.float32)
-        if audio.ndim != 1 or audio.size == 0:
-            raise ValueError(f"expected a non-empty 1-D 16 kHz mono array, got shape {audio.shape}")
-        if not np.isfinite(audio).all():
-            raise ValueError("audio contains NaN or inf")
-        return audio
+        return check_waveform(raw)
 
     def preprocess(self, raw: np.ndarray) -> torch.Tensor:
         """16 kHz float array [S] -> log-mel (n_mels, 3000), padded (or trimmed) to 30 s as whisper does."""

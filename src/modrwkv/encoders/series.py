@@ -58,7 +58,30 @@ class WaveNetBlock(nn.Module):
         return (x if self.res is None else x + self.res(h)), self.skip(h)
 
 
-class WaveNetEncoder(ModalityEncoder):
+class PatchedSeries:
+    """The input side of a patch-based series encoder (``max_length``, ``patch_size`` set by the encoder):
+    the context normalised by its own statistics, left edge-padded to whole patches, right-padded in a batch."""
+
+    max_length: int
+    patch_size: int
+
+    def preprocess(self, raw: np.ndarray) -> torch.Tensor:
+        """Series [L] (raw scale) -> normalised [L'] with L' a multiple of patch_size (left edge-padded)."""
+        x, _, _ = normalize_series(np.asarray(raw)[-self.max_length:])
+        pad = (-len(x)) % self.patch_size
+        # pad the oldest end so the newest value closes the last patch (the forecast follows it)
+        return torch.from_numpy(np.pad(x, (pad, 0), mode="edge"))
+
+    def feature_length(self, raw: np.ndarray) -> int:
+        """ceil(min(L, max_length) / patch_size) tokens."""
+        return math.ceil(min(len(raw), self.max_length) / self.patch_size)
+
+    def collate(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """Right-pad to the longest series; causal layers keep valid tokens independent of the padding."""
+        return nn.utils.rnn.pad_sequence(inputs, batch_first=True)  # (B, L_max)
+
+
+class WaveNetEncoder(PatchedSeries, ModalityEncoder):
     """WaveNet encoder: (B, L) normalised series -> (B, L / patch, out_dim).
 
     Args:
@@ -88,20 +111,6 @@ class WaveNetEncoder(ModalityEncoder):
         self.patch = nn.Conv1d(skip_channels, out_dim, kernel_size=patch_size, stride=patch_size)
         self.set_frozen(frozen)
 
-    def preprocess(self, raw: np.ndarray) -> torch.Tensor:
-        """Series [L] (raw scale) -> normalised [L'] with L' a multiple of patch_size (left edge-padded)."""
-        x, _, _ = normalize_series(np.asarray(raw)[-self.max_length:])
-        pad = (-len(x)) % self.patch_size
-        # pad the oldest end so the newest value closes the last patch (the forecast follows it)
-        return torch.from_numpy(np.pad(x, (pad, 0), mode="edge"))
-
-    def feature_length(self, raw: np.ndarray) -> int:
-        """ceil(min(L, max_length) / patch_size) tokens."""
-        return math.ceil(min(len(raw), self.max_length) / self.patch_size)
-
-    def collate(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """Right-pad to the longest series; causal convolutions keep valid tokens independent of the padding."""
-        return nn.utils.rnn.pad_sequence(inputs, batch_first=True)  # (B, L_max)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) -> (B, L // patch, out_dim); positions past `lengths` are padding."""

@@ -19,14 +19,13 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..weights import WeightFileMissing
 from .base import ModalityEncoder
-from .series import normalize_series
+from .series import PatchedSeries
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,7 @@ def load_timer_folder(path: str | os.PathLike) -> tuple[TimerConfig, dict[str, t
     return TimerConfig.from_dict(d), load_file(str(weights))
 
 
-class TimerEncoder(ModalityEncoder):
+class TimerEncoder(PatchedSeries, ModalityEncoder):
     """Timer features: (B, L) normalised series -> (B, L / patch, hidden_size), one token per patch.
 
     Args:
@@ -223,21 +222,6 @@ class TimerEncoder(ModalityEncoder):
         self.out_dim = config.hidden_size
         self.num_tokens = math.ceil(max_length / self.patch_size)
         self.set_frozen(frozen)
-
-    def preprocess(self, raw: np.ndarray) -> torch.Tensor:
-        """Series [L] (raw scale) -> normalised [L'] with L' a multiple of the patch (left edge-padded)."""
-        x, _, _ = normalize_series(np.asarray(raw)[-self.max_length:])
-        pad = (-len(x)) % self.patch_size
-        # pad the oldest end so the newest value closes the last patch (the forecast follows it)
-        return torch.from_numpy(np.pad(x, (pad, 0), mode="edge"))
-
-    def feature_length(self, raw: np.ndarray) -> int:
-        """ceil(min(L, max_length) / patch) tokens."""
-        return math.ceil(min(len(raw), self.max_length) / self.patch_size)
-
-    def collate(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """Right-pad to the longest series; causal attention keeps valid tokens independent of the padding."""
-        return nn.utils.rnn.pad_sequence(inputs, batch_first=True)  # (B, L_max)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) -> (B, L / patch, D); positions past `lengths` are padding."""

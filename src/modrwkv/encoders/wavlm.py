@@ -17,7 +17,6 @@ import ast
 import json
 import math
 import os
-import pickle
 import re
 from pathlib import Path
 
@@ -25,7 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..safe_load import CheckpointError, read_checkpoint
 from ..weights import WeightFileMissing
+from .audio import check_waveform
 from .base import ModalityEncoder
 
 SAMPLE_RATE = 16000
@@ -156,15 +157,15 @@ def load_unilm_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torc
     """Read a UniLM WavLM .pt ({"cfg", "model"}) with weights_only=True -> (HF config fields, HF state dict,
     normalize flag). A file that needs code unpickled to load is refused with how to convert it."""
     try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"{path} cannot be read with torch.load(weights_only=True) (it pickles Python objects: {e}); either "
-            "use the Hugging Face folder (config.json + model.safetensors / pytorch_model.bin, as "
-            "microsoft/wavlm-large publishes it), "
-            "or, if you trust the file, re-save it as plain data once: python -c \"import torch; "
-            "c = torch.load('WavLM-Large.pt', weights_only=False); torch.save({'cfg': dict(c['cfg']), "
-            "'model': dict(c['model'])}, 'WavLM-Large.plain.pt')\"") from e
+        ckpt = read_checkpoint(path, what="WavLM weights")
+    except CheckpointError as e:
+        if "refused to load" not in str(e):
+            raise
+        raise CheckpointError(
+            f"{path} cannot be read weights-only (it pickles Python objects); either use the Hugging Face folder "
+            "(config.json + model.safetensors / pytorch_model.bin, as microsoft/wavlm-large publishes it), or, if "
+            "you trust the file, re-save it as plain data once where the UniLM code is installed: "
+            "torch.save({'cfg': dict(ckpt['cfg']), 'model': dict(ckpt['model'])}, 'WavLM-Large.plain.pt')") from None
     if not isinstance(ckpt, dict) or "cfg" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path} is not a UniLM WavLM checkpoint (expected a dict with 'cfg' and 'model')")
     fields, normalize = unilm_config(dict(ckpt["cfg"]))
@@ -196,7 +197,7 @@ def load_hf_folder(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Ten
 
         state = load_file(str(folder / "model.safetensors"))
     elif (folder / "pytorch_model.bin").is_file():
-        state = torch.load(str(folder / "pytorch_model.bin"), map_location="cpu", weights_only=True)
+        state = read_checkpoint(folder / "pytorch_model.bin", what="WavLM weights")
     else:
         raise WeightFileMissing(f"WavLM folder {folder}: neither model.safetensors nor pytorch_model.bin is there")
     # a task model (WavLMForCTC, ...) keeps the encoder under "wavlm."
@@ -289,12 +290,7 @@ class WavLMEncoder(ModalityEncoder):
         return n
 
     def _check(self, raw) -> np.ndarray:
-        audio = np.asarray(raw, dtype=np.float32)
-        if audio.ndim != 1 or audio.size == 0:
-            raise ValueError(f"expected a non-empty 1-D 16 kHz mono array, got shape {audio.shape}")
-        if not np.isfinite(audio).all():
-            raise ValueError("audio contains NaN or inf")
-        return audio[: self.max_samples]
+        return check_waveform(raw)[: self.max_samples]
 
     def preprocess(self, raw: np.ndarray) -> torch.Tensor:
         """16 kHz float array [S] -> waveform [S'] (cut to max_seconds, normalised if the checkpoint was trained so,

@@ -13,7 +13,7 @@ import torchmetrics
 from ..modalities import ModalitySpec, get_modality
 
 
-def _last_assistant(sample: dict) -> str:
+def _first_answer(sample: dict) -> str:
     turns = [t["content"] for t in sample["conversation"] if t["role"] == "assistant"]
     return turns[0] if turns else ""
 
@@ -21,7 +21,7 @@ def _last_assistant(sample: dict) -> str:
 def score_text(metrics: torchmetrics.MetricCollection, spec: ModalitySpec, samples: list[dict],
                predictions: list[str]) -> dict[str, float]:
     """Text answers against the reference text (``meta[spec.reference]``, else the assistant's first answer)."""
-    refs = [s.get("meta", {}).get(spec.reference) or _last_assistant(s) for s in samples]
+    refs = [s.get("meta", {}).get(spec.reference) or _first_answer(s) for s in samples]
     metrics.update(predictions, refs)
     return {}
 

@@ -4,6 +4,6 @@
 """
 
 from .dispatch import wkv7, wkv7_step
-from .reference import wkv7_naive
+from .reference import LOG_DECAY_MIN, wkv7_naive
 
-__all__ = ["wkv7", "wkv7_step", "wkv7_naive"]
+__all__ = ["wkv7", "wkv7_step", "wkv7_naive", "LOG_DECAY_MIN"]

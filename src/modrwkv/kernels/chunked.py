@@ -14,7 +14,7 @@ computed for all chunks at once; only a short loop of [K, K] x [K, V] products r
 Autograd differentiates it (values and gradients are tested against the naive recurrence).
 
 Numerics: intra-chunk factors e^{+-g} are taken relative to the chunk's middle, so a chunk of 16 tokens stays
-far inside fp32 range for log decays down to about -10 per token (RWKV-7 produces [-0.6065, 0)).
+far inside fp32 range for log decays down to about -10 per token (RWKV-7 produces (reference.LOG_DECAY_MIN, 0)).
 """
 
 from __future__ import annotations

@@ -12,7 +12,13 @@ differentiable and dtype-preserving: fp64 inputs are computed in fp64, everythin
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+# The lowest per-token log decay RWKV-7 produces: its layers compute w = LOG_DECAY_MIN * sigmoid(.), so w lies in
+# (LOG_DECAY_MIN, 0). The kernels' numerics rely on this bound (docs/RWKV7.md, "WKV-7 kernels").
+LOG_DECAY_MIN = -math.exp(-0.5)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

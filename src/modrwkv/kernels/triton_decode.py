@@ -72,5 +72,5 @@ def _launch(n_heads: int, V: int) -> tuple[int, int]:
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         return V, 1  # the interpreter runs programs one after another: fewer is faster
     bv = DECODE_CONFIG["BV"] or (16 if n_heads < 256 else 32)
-    # 4 warps: the fastest or within 0.3 us of it at N = 1, 16, 64 (H = 32) in bench/wkv7.py --decode-sweep
+    # 4 warps: chosen with bench/wkv7.py --decode-sweep (bench/RESULTS.md)
     return min(V, bv), DECODE_CONFIG["WARPS"] or 4

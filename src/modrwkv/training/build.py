@@ -11,12 +11,11 @@ from omegaconf import DictConfig
 
 from ..modalities import find_modality
 from ..safe_load import read_checkpoint
+from .config_check import ConfigError
 
 log = logging.getLogger("modrwkv.train")
 
-
-class ConfigError(ValueError):
-    """The configuration's choices do not fit together; the message says what to change."""
+__all__ = ["ConfigError", "build_model", "check_config", "load_stage_checkpoint"]
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -34,6 +33,15 @@ def check_config(cfg: DictConfig) -> None:
     unknown = set(cfg.stage.train) - {"encoder", "adapter", "backbone"}
     if unknown:
         raise ConfigError(f"stage.train names unknown parts {sorted(unknown)}; use encoder, adapter, backbone")
+    untrained = cfg.backbone.get("checkpoint") is None and not cfg.stage.get("init_from")
+    if untrained and "backbone" not in cfg.stage.train and not cfg.stage.get("allow_untrained_backbone", False):
+        # BlinkDL's init zeroes att.output and ffn.value: modality tokens cannot reach the text, the adapter's
+        # gradient is exactly 0 and nothing trains
+        raise ConfigError(
+            f"stage {cfg.stage.name} freezes the backbone, but backbone={cfg.backbone.name} is randomly initialised "
+            "(its zero-initialised output projections pass no signal from modality tokens, so nothing would "
+            "train): use a trained backbone (backbone=base or g1), stage.init_from=<a stage-2 .ckpt>, or "
+            "stage=stage2; stage.allow_untrained_backbone=true runs it anyway")
     if cfg.adapter.kind == "conv" and cfg.adapter.stride < 1:
         raise ConfigError(f"adapter.stride must be >= 1, got {cfg.adapter.stride}")
 
@@ -50,7 +58,8 @@ def build_model(cfg: DictConfig, device: str | None = None):
     encoder = instantiate(cfg.encoder.model)  # first: a missing encoder file fails before a large backbone is built
     backbone = instantiate(cfg.backbone.module, device=device)
     adapter = instantiate(cfg.adapter.module, in_dim=encoder.out_dim, llm_dim=backbone.config.n_embd)
-    model = ModRWKV(encoder, adapter, backbone)
+    gen = cfg.get("generation")
+    model = ModRWKV(encoder, adapter, backbone, generation=None if gen is None else dict(gen))
     parts = set(cfg.stage.train)
     # a pretrained encoder whose config says trainable: false (Timer) stays frozen whatever the stage lists
     train_encoder = "encoder" in parts and cfg.encoder.get("trainable", True)

@@ -71,5 +71,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
         if weights_only is False:
-            raise CheckpointError(f"{path}: loading with weights_only=False is refused (it can run code)")
+            raise CheckpointError(f"{path}: only weights-only loading is allowed (anything else can run code)")
         return read_checkpoint(path, what="resume")

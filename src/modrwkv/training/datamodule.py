@@ -120,6 +120,10 @@ class ModRWKVDataModule(L.LightningDataModule):
 
             self.manifest = load_prepared(self.root).manifest
 
+    def has_split(self, split: str) -> bool:
+        """Whether ``split`` has shards (converted data may come with train/ and val/ only)."""
+        return self.source == "offline" or any((Path(self.root) / split).glob("*.tar"))
+
     def _dataset(self, split: str, train: bool):
         from ..data.reader import list_shards, make_dataset
 
@@ -132,6 +136,7 @@ class ModRWKVDataModule(L.LightningDataModule):
         count = self.manifest.get("counts", {}).get(split, {}).get("samples")
         plan = train_plan(list_shards(str(folder)), rank, world, num_workers=self.num_workers, num_samples=count,
                           epoch_length=self.epoch_length, resampled=self.resampled)
+        self.skips.expect(plan.epoch_length or count)  # the skip fraction is judged over a whole pass at least
         if world > 1:
             log.info("rank %d/%d reads %s training shards (%s), %d samples per epoch", rank, world,
                      len(plan.urls), plan.mode, plan.epoch_length)

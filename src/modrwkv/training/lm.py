@@ -78,8 +78,31 @@ def pack_eval(chunks: list[torch.Tensor]) -> tuple[dict, list[dict]]:
     return pack(chunks), [{"__key__": str(i)} for i in range(len(chunks))]
 
 
+class EpochShuffle(torch.utils.data.Sampler[int]):
+    """A permutation of ``range(n)`` seeded by ``(seed, epoch)`` (Lightning calls ``set_epoch``), optionally
+    starting after the first ``skip`` indices: a resumed run continues the epoch exactly where it stopped."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.skip = n, seed, 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n - self.skip
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=gen).tolist()
+        skip, self.skip = self.skip, 0  # a resume applies to one epoch only
+        return iter(order[skip:])
+
+
 class TextDataModule(L.LightningDataModule):
-    """The cached text corpus (built on first use under ``root``) as packed batches of ``batch_size`` windows."""
+    """The cached text corpus (built on first use under ``root``) as packed batches of ``batch_size`` windows.
+
+    The training order is a per-epoch permutation; the checkpoint holds the epoch and the batches delivered in
+    it, so ``resume=`` continues with the next batch of the same order."""
 
     def __init__(self, root: str, corpus: CorpusConfig, seq_len: int, batch_size: int, eval_batch_size: int,
                  seed: int = 0):
@@ -87,6 +110,7 @@ class TextDataModule(L.LightningDataModule):
         self.root, self.corpus, self.seq_len = root, corpus, seq_len
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.folder: Path | None = None
+        self._epoch, self._batches, self._resume_state = 0, 0, None
 
     def prepare_data(self):
         self.folder = prepare_corpus(self.root, self.corpus)
@@ -95,9 +119,27 @@ class TextDataModule(L.LightningDataModule):
         if self.folder is None:
             self.prepare_data()
         data = TokenChunks(load_split(self.folder, split), self.seq_len)
-        gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(data, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
-                          generator=gen if train else None, drop_last=train, collate_fn=pack if train else pack_eval)
+        if not train:
+            return DataLoader(data, batch_size=self.eval_batch_size, collate_fn=pack_eval)
+        sampler = EpochShuffle(len(data), self.seed)
+        state, self._resume_state = self._resume_state, None
+        if state is not None and self.trainer is not None and state["epoch"] == self.trainer.current_epoch:
+            sampler.skip = state["batches"] * self.batch_size
+            self._epoch, self._batches = state["epoch"], state["batches"]
+        return DataLoader(data, batch_size=self.batch_size, sampler=sampler, drop_last=True, collate_fn=pack)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if self.trainer.training:
+            if self.trainer.current_epoch != self._epoch:
+                self._epoch, self._batches = self.trainer.current_epoch, 0
+            self._batches += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self._epoch, "batches": self._batches}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume_state = dict(state_dict)
 
     def train_dataloader(self):
         return self._loader("train", True)

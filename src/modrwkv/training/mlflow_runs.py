@@ -2,7 +2,8 @@
 
 The parent's run id is written into the sweep folder, so jobs find it whichever launcher runs them (in-process,
 submitit on this machine or on SLURM). The tracking URI is always passed explicitly (never read from
-MLFLOW_TRACKING_URI at import time).
+MLFLOW_TRACKING_URI at import time). A local SQLite store and its experiment are created by ``prepare_store`` under
+a file lock, so that jobs starting at the same moment on a new database do not race in MLflow's schema creation.
 """
 
 from __future__ import annotations
@@ -32,6 +33,29 @@ def get_or_create_experiment(client, name: str, artifact_location: str | None) -
         return exp.experiment_id
 
 
+def prepare_store(cfg: DictConfig) -> None:
+    """Create the MLflow store of ``cfg.logger`` (schema and experiment) once, under a lock beside a SQLite file.
+
+    The first process to take the lock creates the tables and the experiment; the others wait, then find both.
+    Remote stores (http, databases) handle concurrent clients themselves: for them only the experiment is ensured.
+    """
+    from filelock import FileLock
+    from mlflow.tracking import MlflowClient
+
+    from .config_check import sqlite_path
+
+    uri = str(cfg.logger.tracking_uri)
+    db = sqlite_path(uri)
+    if db is None:
+        get_or_create_experiment(MlflowClient(tracking_uri=uri), cfg.logger.experiment_name,
+                                 cfg.logger.get("artifact_location"))
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db) + ".lock"):  # fcntl lock: released when the holder exits, even by kill -9
+        get_or_create_experiment(MlflowClient(tracking_uri=uri), cfg.logger.experiment_name,
+                                 cfg.logger.get("artifact_location"))
+
+
 def sweep_name(cfg: DictConfig) -> str:
     """The name of a sweep: ``sweep_name`` if set, else the multirun's override string."""
     if cfg.get("sweep_name"):
@@ -48,18 +72,29 @@ class MLflowParentRun(Callback):
         self.client = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        if not config.logger.get("tracking_uri"):  # logger=mlflow is the one with a tracking store
+        if config.logger.get("kind") != "mlflow":
             return
         from mlflow.tracking import MlflowClient
 
+        from .config_check import ConfigError, check_tracking_uri, exit_with
+
         root = Path(config.paths.root).resolve()
         uri = config.logger.tracking_uri
+        problem = check_tracking_uri(str(uri))
+        if problem is not None:  # before the sweep starts: one line, exit status 2 (as train.py for a job)
+            exit_with(ConfigError(f"logger.tracking_uri={uri}: {problem}; point it at a writable place or log to "
+                                  "CSV files (logger=csv)"))
+        prepare_store(config)
         self.client = MlflowClient(tracking_uri=uri)
         exp_id = get_or_create_experiment(self.client, config.logger.experiment_name,
                                           config.logger.artifact_location)
+        from .run_bookkeeping import close_dead_runs, process_tags
+
+        close_dead_runs(self.client, exp_id)
         name = sweep_name(config)
-        run = self.client.create_run(exp_id, run_name=name, tags={"modrwkv.kind": "sweep", "modrwkv.sweep": name,
-                                                                  "modrwkv.preset": str(config.preset.name)})
+        tags = {"modrwkv.kind": "sweep", "modrwkv.sweep": name, "modrwkv.preset": str(config.preset.name),
+                **process_tags()}  # a sweep whose process dies is closed by the next run (run_bookkeeping)
+        run = self.client.create_run(exp_id, run_name=name, tags=tags)
         self.run_id = run.info.run_id
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_absolute():

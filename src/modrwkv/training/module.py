@@ -21,7 +21,7 @@ class ModRWKVModule(L.LightningModule):
             metrics) or "text" (loss and perplexity only).
         optim: lr, weight_decay, betas, eps, warmup_steps, min_lr_ratio.
         eval: generate (bool), max_batches (int, generation on this many validation batches), max_new_tokens.
-        skip_counter: the data's SkipCounter, logged as data/skipped.
+        skip_counter: the data's SkipCounter, logged as data/skipped and per split (data/skipped_train, ...).
     """
 
     def __init__(self, model: torch.nn.Module, modality: str, optim: dict, eval: dict | None = None,
@@ -53,9 +53,13 @@ class ModRWKVModule(L.LightningModule):
         if self._t0 is not None:
             self.log("train/tokens_per_s", self._tokens_seen / max(1e-9, time.perf_counter() - self._t0),
                      batch_size=n)
-        if self.skip_counter is not None:
-            self.log("data/skipped", float(self.skip_counter.skipped), batch_size=n)
+        self._log_skips(batch_size=n)
         return out["loss"]
+
+    def _log_skips(self, **kwargs):
+        """data/skipped (all), data/skipped_train, data/skipped_val, data/skipped_test, data/skip_fraction."""
+        if self.skip_counter is not None:
+            self.log_dict(self.skip_counter.metrics(), **kwargs)
 
     def on_train_start(self):
         self._t0 = time.perf_counter()
@@ -104,6 +108,7 @@ class ModRWKVModule(L.LightningModule):
 
     def on_validation_epoch_end(self):
         self._log_metrics(self.val_metrics)
+        self._log_skips()
         self._log_wkv7_fallbacks()
 
     def _log_wkv7_fallbacks(self):
@@ -117,6 +122,7 @@ class ModRWKVModule(L.LightningModule):
 
     def on_test_epoch_end(self):
         self._log_metrics(self.test_metrics)
+        self._log_skips()
 
     # ---- optimisation --------------------------------------------------------------------------------------
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):

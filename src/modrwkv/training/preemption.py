@@ -66,7 +66,7 @@ class PreemptionCheckpoint(L.Callback):
         ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         folder = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path(trainer.default_root_dir)
         path = folder / "last.ckpt"
-        trainer.save_checkpoint(path, weights_only=False)  # the full state; every rank takes part, rank 0 writes
+        trainer.save_checkpoint(path)  # the full state (optimiser, loops, data position); every rank takes part
         self.saved = str(path)
         log.warning("%s: checkpoint saved to %s at step %d", signal.Signals(self.signum).name, path,
                     trainer.global_step)

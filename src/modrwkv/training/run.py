@@ -12,7 +12,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from .checkpoint_io import AtomicCheckpointIO, read_checkpoint
+from ..evaluation.checkpoint import RUN_ID_FILE
+from .checkpoint_io import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from .config_check import ConfigError, preflight
 from .distributed import check_launch, cluster_overrides, is_multirun
 from .guard import DivergenceGuard
 from .loggers import is_mlflow
@@ -25,8 +27,9 @@ log = logging.getLogger("modrwkv.train")
 
 
 def make_logger(cfg: DictConfig):
-    """The logger that conf/logger/<choice>.yaml builds (``training/loggers.py``); False for logger=none."""
-    return instantiate(cfg.logger)
+    """The logger that conf/logger/<choice>.yaml builds under ``logger.build`` (``training/loggers.py``); False for
+    logger=none."""
+    return instantiate(cfg.logger.build)
 
 
 def _final_metrics(trainer: L.Trainer) -> dict[str, float]:
@@ -51,8 +54,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     A crash or a diverged loss marks the MLflow run FAILED and raises; SIGTERM/SIGUSR1 saves ``last.ckpt``, marks the
     run KILLED and exits with ``128 + signal``."""
     cfg.paths.root = str(Path(cfg.paths.root).resolve())  # everything under it is then absolute too
-    if cfg.get("resume"):  # a missing, empty, truncated or unsafe file: one line, before any work
-        read_checkpoint(cfg.resume, what="resume", mmap=True)
+    preflight(cfg)  # every option checked (ConfigError) and the MLflow store ready, before any work
+    if cfg.get("resume"):  # an empty, truncated or unsafe file: one line, before any work
+        try:
+            read_checkpoint(cfg.resume, what="resume", mmap=True)
+        except CheckpointError as exn:
+            raise ConfigError(str(exn)) from None
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     model, datamodule, modality = instantiate(cfg.task.build)(cfg)  # conf/task/<choice>.yaml, training/tasks.py
@@ -80,7 +87,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"), weights_only=True)
         if cfg.get("test_after_training", True) and not trainer.fast_dev_run:
-            trainer.test(module, datamodule=datamodule)
+            if getattr(datamodule, "has_split", lambda split: True)("test"):
+                trainer.test(module, datamodule=datamodule)
+            else:  # converted data may have train/ and val/ only
+                log.warning("no test/ shards in %s: test phase skipped (the val/ metrics are the final ones)",
+                            datamodule.root)
         metrics = _final_metrics(trainer)
         if "data/skipped" not in metrics and getattr(datamodule, "skips", None) is not None:
             metrics["data/skipped"] = float(datamodule.skips.skipped)
@@ -96,6 +107,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         client, run_id = logger.experiment, logger.run_id
         client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         client.log_text(run_id, json.dumps(metrics, indent=1, sort_keys=True), "final_metrics.json")
+        (Path(cfg.paths.output) / RUN_ID_FILE).write_text(run_id)  # src/eval.py links its runs to this one
         logger.finalize("success")
     log.info("final metrics: %s", metrics)
     return metrics

@@ -1,4 +1,4 @@
-"""Token selection and the recurrent decode loop (constant memory per generated token).
+"""The eager recurrent decode loop (CPU, or ``fast=False``): one `RWKV7.step` per token, constant memory.
 
 The loop runs N sequences at once through `backbone.step`, drops each sequence from the state as soon as it emits
 the stop token, and never re-reads the prompt: the whole past lives in the RWKV-7 state.
@@ -10,29 +10,7 @@ import torch
 
 from modrwkv.data.chat import TURN_END
 
-
-def select_next(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """(N, V) logits -> (N,) token ids: argmax when temperature == 0, else nucleus sampling at `top_p`."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (N, V)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
-        drop = sorted_p.cumsum(-1) - sorted_p >= top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def make_generator(seed: int | None, device: torch.device) -> torch.Generator | None:
-    """A torch.Generator on `device` seeded with `seed` (None: use the global RNG)."""
-    if seed is None:
-        return None
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed))
-    return gen
+from .sampling import select_next
 
 
 @torch.no_grad()

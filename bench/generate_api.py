@@ -1,0 +1,303 @@
+"""Generation through the public API: `ModRWKV.generate` / `generate_batch` / `encode_prefix` + `answer`, a 1.5B
+RWKV-7 with a SigLIP2-B/16-384-shaped tower (random weights, bf16), as a user who serves the model calls it.
+
+    python bench/generate_api.py [--size 1.5b] [--ctx 1024 16384 65536] [--new 129] [--batch 64] [--peer]
+    python bench/generate_api.py --smoke        # CPU, tiny sizes, seconds (fused step, no CUDA graphs)
+
+Measured, in this order, in one process:
+- first call: the very first `generate` (one image + a 32-token question, 32 new tokens) of the process, wall clock:
+  Triton compilation, CUDA-graph capture and all (run it with fresh TRITON_CACHE_DIR / TORCHINDUCTOR_CACHE_DIR);
+- time to first token: `generate(..., max_new_tokens=1)` for one 384 px image + the 32-token question, wall clock
+  (preprocess, encoder, adapter, prefill, first token, back on the host), median of repeats;
+- per-token latency at batch 1 for each context: the context (image + random text) is read once with
+  `encode_prefix`, then ms/token = (time of `answer` with --new tokens - time with 1 token) / (--new - 1); the peak
+  memory of those calls must not grow with the context (asserted);
+- the eager loop (``fast=False``) at the first context, for the speed-up;
+- batch --batch: --batch questions answered together from the first context's prefix, tokens/s against batch 1;
+- batch 16 x 16k (the peer's row): `generate_ids` over 16 samples with 16k-token prompts: ms per decode step (the
+  decoding part of the call, timed around `ModRWKV._decode`: the prefill's variance exceeds the whole decode) and
+  the peak memory of the call;
+- the weight-read floor: bytes a decode step must read (every weight once, the embedding table excepted, plus the
+  WKV state read and written) over the copy bandwidth measured in the same run;
+- ``--peer``: Hugging Face transformers' `generate` (static cache, compiled by transformers) of a Qwen2-1.5B-shaped
+  model with random weights, the same per-token method, batch 1 at the first context.
+
+The LM head row of the stop token (24) is zeroed, so greedy decoding on random weights never stops early: every
+timed call makes exactly the tokens it asks for (checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import common
+import numpy as np
+import torch
+
+from modrwkv.data.chat import TURN_END
+from modrwkv.generation.fast import FastOptions
+
+
+class ApiVisionTower(common.BenchVisionTower):
+    """The bench tower with the data side `ModRWKV.generate` calls: the sample's image is a (3, S, S) tensor."""
+
+    def preprocess(self, raw) -> torch.Tensor:
+        return torch.as_tensor(raw, dtype=torch.float32)
+
+    def feature_length(self, raw) -> int:
+        return self.num_tokens
+
+    def collate(self, xs):
+        return torch.stack(xs)
+
+
+def build(size: str, device, dtype, tiny: bool):
+    backbone = common.build_backbone("rwkv", size, device, dtype).eval()
+    encoder = ApiVisionTower(tiny=tiny).to(device=device, dtype=dtype)
+    with torch.device(device):
+        adapter = common.build_adapter("mlp", encoder.out_dim, backbone.config.n_embd)
+    model = common.ModRWKV(encoder, adapter.to(dtype), backbone, template=common.ChatTemplate(common.ByteTokenizer()))
+    with torch.no_grad():
+        backbone.head.weight[TURN_END].zero_()  # never the argmax: every call makes the tokens it asks for
+    return model.eval()
+
+
+def wall(fn, device, reps: int) -> float:
+    """Median wall-clock seconds of ``fn`` (synchronised before and after)."""
+    times = []
+    for _ in range(reps):
+        common.sync(device)
+        t0 = time.perf_counter()
+        fn()
+        common.sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def per_token(call, new: int, device, reps: int) -> dict:
+    """``call(n)`` generates n tokens per sequence (returns the ids); ms per step from the difference of n and 1."""
+    out = call(new)
+    assert all(len(o) == new for o in out), [len(o) for o in out]
+    t1 = wall(lambda: call(1), device, reps)
+    tn = wall(lambda: call(new), device, reps)
+    return {"ms_per_step": (tn - t1) / (new - 1) * 1e3, "t1_s": t1, "tn_s": tn, "batch": len(out)}
+
+
+class DecodeTimer:
+    """Wall time of the decoding part (after prefill) of the model's generate calls: wraps ``model._decode``."""
+
+    def __init__(self, model):
+        self.model, self.last_s = model, None
+        inner = model._decode
+
+        def timed(*a, **k):
+            common.sync(model.backbone.emb.weight.device)
+            t0 = time.perf_counter()
+            out = inner(*a, **k)
+            common.sync(model.backbone.emb.weight.device)
+            self.last_s = time.perf_counter() - t0
+            return out
+
+        model._decode = timed
+
+    def remove(self):
+        del self.model._decode
+
+
+def text_of(n: int, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    return bytes(rng.integers(32, 127, n, dtype=np.uint8)).decode()
+
+
+def state_bytes(backbone, n: int = 1) -> int:
+    cfg = backbone.config
+    return n * cfg.n_layer * cfg.n_head * cfg.head_size**2 * 4
+
+
+@torch.no_grad()
+def run_ours(args, device, dtype, bw, res, save) -> None:
+    tiny = args.size == "tiny"
+    model = build(args.size, device, dtype, tiny)
+    enc = model.encoder
+    image = torch.randn(3, enc.image_size, enc.image_size, generator=torch.Generator().manual_seed(0))
+    sample = {"modality": "image", "image": image}
+    question = ("What is in this image? Describe " * 2)[:32]
+    prompt = "<image>" + question
+    assert len(model.template.tokenizer.encode(question)) == 32
+
+    t0 = time.perf_counter()
+    model.generate(sample, prompt, max_new_tokens=32)
+    common.sync(device)
+    res["first_call_s"] = time.perf_counter() - t0
+    dec = model._fast_decoder
+    res["fast_path"] = dec is not None
+    res["graphs"] = bool(dec and dec.use_graphs)
+    res["captures_after_first_call"] = dec.captures if dec else None
+    print(f"first generate call {res['first_call_s']:.2f} s (graphs {res['graphs']}, captures "
+          f"{res['captures_after_first_call']})", flush=True)
+    save()
+
+    res["ttft_ms"] = wall(lambda: model.generate(sample, prompt, max_new_tokens=1), device, args.reps * 2) * 1e3
+    print(f"time to first token (1 image, 32-token question): {res['ttft_ms']:.1f} ms", flush=True)
+    save()
+
+    weight_bytes = common.decode_weight_bytes(model.backbone)
+    floor_ms = (weight_bytes + 2 * state_bytes(model.backbone)) / (bw * 1e9) * 1e3 if bw else None
+    res["floor_ms"], res["weight_bytes"] = floor_ms, weight_bytes
+    rows = res.setdefault("batch1", [])
+    prefixes = {}
+    for ctx in args.ctx:
+        n_text = ctx - enc.num_tokens - 7  # "\x16User: " + image tokens + text = ctx tokens of context
+        t0 = time.perf_counter()
+        prefix = model.encode_prefix(sample, prompt_prefix=text_of(n_text, ctx))
+        common.sync(device)
+        prefill_s = time.perf_counter() - t0
+        common.reset_peak(device)
+        row = per_token(lambda n, p=prefix: model.answer_ids(p, [question], max_new_tokens=n), args.new, device,
+                        args.reps)
+        row.update(ctx=prefix.num_tokens, prefill_s=prefill_s, peak_gib=common.peak_gib(device))
+        if floor_ms:
+            row["x_floor"] = row["ms_per_step"] / floor_ms
+        rows.append(row)
+        prefixes[ctx] = prefix
+        print(f"batch 1, ctx {row['ctx']}: {row['ms_per_step']:.3f} ms/token (floor {floor_ms or 0:.3f}), "
+              f"prefill {prefill_s:.2f} s, peak {row['peak_gib'] or 0:.2f} GiB", flush=True)
+        save()
+    ms = [r["ms_per_step"] for r in rows]
+    res["flat_max_over_min"] = max(ms) / min(ms)
+    peaks = [r["peak_gib"] for r in rows if r["peak_gib"] is not None]
+    if peaks:
+        res["decode_peak_spread_gib"] = max(peaks) - min(peaks)
+        assert res["decode_peak_spread_gib"] < 0.05, f"decode memory grew with the context: {peaks}"
+    first = prefixes[args.ctx[0]]
+
+    eager = per_token(lambda n: model.answer_ids(first, [question], max_new_tokens=n, fast=False),
+                      args.new_eager, device, 1)
+    res["eager_ms_per_step"] = eager["ms_per_step"]
+    res["speedup_vs_eager"] = eager["ms_per_step"] / rows[0]["ms_per_step"]
+    print(f"eager loop (fast=False): {eager['ms_per_step']:.2f} ms/token -> fast is {res['speedup_vs_eager']:.1f}x",
+          flush=True)
+    save()
+
+    common.reset_peak(device)
+    big = per_token(lambda n: model.answer_ids(first, [question] * args.batch, max_new_tokens=n), args.new, device,
+                    args.reps)
+    big["tokens_per_s"] = args.batch / big["ms_per_step"] * 1e3
+    big["peak_gib"] = common.peak_gib(device)
+    res["batchN"] = big
+    res["batchN_over_batch1_tokens_per_s"] = big["tokens_per_s"] / (1e3 / rows[0]["ms_per_step"])
+    print(f"batch {args.batch}: {big['ms_per_step']:.2f} ms/step, {big['tokens_per_s']:.0f} tokens/s = "
+          f"{res['batchN_over_batch1_tokens_per_s']:.1f}x batch 1", flush=True)
+    save()
+
+    if args.b16_ctx:
+        # prefill (262k tokens) varies by more than the whole decode: time the decode part of the same calls
+        samples = [dict(sample) for _ in range(16)]
+        prompts = [prompt + " " + text_of(args.b16_ctx - enc.num_tokens - 60, i) for i in range(16)]
+        timer = DecodeTimer(model)
+        common.reset_peak(device)
+        model.generate_ids(samples, prompts, max_new_tokens=2)  # the bucket's graph is captured here
+        common.sync(device)
+        t0 = time.perf_counter()
+        out = model.generate_ids(samples, prompts, max_new_tokens=args.new_b16)
+        common.sync(device)
+        total = time.perf_counter() - t0
+        assert all(len(o) == args.new_b16 for o in out)
+        step = timer.last_s / (args.new_b16 - 1) * 1e3
+        timer.remove()
+        res["batch16_ctx16k"] = {"ms_per_step": step, "tokens_per_s": 16 / step * 1e3, "call_s": total,
+                                 "prefill_s": total - timer.last_s, "peak_gib": common.peak_gib(device),
+                                 "ctx": args.b16_ctx}
+        print(f"batch 16 x {args.b16_ctx}: {step:.2f} ms/step ({16 / step * 1e3:.0f} tokens/s), prefill "
+              f"{total - timer.last_s:.2f} s, peak {common.peak_gib(device) or 0:.2f} GiB", flush=True)
+        save()
+
+    if args.compile:
+        model.generation = FastOptions(compile=True)
+        model.clear_generation_cache()
+        t0 = time.perf_counter()
+        model.answer_ids(first, [question], max_new_tokens=8)
+        common.sync(device)
+        res["compile_first_call_s"] = time.perf_counter() - t0
+        row = per_token(lambda n: model.answer_ids(first, [question], max_new_tokens=n), args.new, device, args.reps)
+        res["compiled_ms_per_step"] = row["ms_per_step"]
+        print(f"compiled fused step: first call {res['compile_first_call_s']:.1f} s, {row['ms_per_step']:.3f} "
+              "ms/token", flush=True)
+        save()
+
+
+@torch.no_grad()
+def run_peer(args, device, res, save) -> None:
+    """transformers' Qwen2 (1.5B shape, random weights) with a static cache: ms/token at batch 1, first context."""
+    import transformers
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                      num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=131072,
+                      tie_word_embeddings=True)
+    with torch.device(device):
+        model = Qwen2ForCausalLM(cfg).to(torch.bfloat16).eval()
+    peer = {"transformers": transformers.__version__, "params": sum(p.numel() for p in model.parameters())}
+    res["peer"] = peer
+    ctx = args.ctx[0]
+    ids = torch.randint(0, 151000, (1, ctx), device=device)
+
+    def call(n):
+        out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                             cache_implementation="static", pad_token_id=0)
+        return [out[0, ctx:].tolist()]
+
+    t0 = time.perf_counter()
+    call(8)
+    peer["first_call_s"] = time.perf_counter() - t0
+    row = per_token(call, args.new, device, args.reps)
+    peer.update(ctx=ctx, ms_per_step=row["ms_per_step"])
+    ours = res["batch1"][0]["ms_per_step"]
+    peer["ours_tokens_per_s_over_peer"] = row["ms_per_step"] / ours
+    print(f"peer transformers {transformers.__version__} Qwen2-1.5B static cache, ctx {ctx}: "
+          f"{row['ms_per_step']:.3f} ms/token (first call {peer['first_call_s']:.1f} s); ours "
+          f"{peer['ours_tokens_per_s_over_peer']:.2f}x its tokens/s", flush=True)
+    save()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="1.5b")
+    ap.add_argument("--ctx", nargs="+", type=int, default=[1024, 16384, 65536])
+    ap.add_argument("--new", type=int, default=129, help="tokens per timed call (per-token time: new vs 1)")
+    ap.add_argument("--new-eager", type=int, default=17)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--b16-ctx", type=int, default=16384, help="context of the batch-16 row (0: skip)")
+    ap.add_argument("--new-b16", type=int, default=33)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--compile", action="store_true", help="also the torch.compile'd fused step")
+    ap.add_argument("--peer", action="store_true", help="also transformers' Qwen2-1.5B with a static cache")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
+    ap.add_argument("--out", default=None, help="JSON path (default $OUT/generate_api.json)")
+    args = ap.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.smoke:
+        args.size, args.ctx, args.new, args.new_eager, args.batch, args.reps = "tiny", [64, 128], 4, 3, 3, 1
+        args.b16_ctx, args.new_b16 = 100, 3
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    env = common.environment()
+    ceilings = common.measure_ceilings(device)
+    print(f"{env.get('gpu')} torch {env['torch']}; ceilings {ceilings}", flush=True)
+    res = {"bench": "generate_api", "env": env, "ceilings": ceilings, "args": vars(args)}
+    out = args.out or common.default_out("generate_api.json")
+
+    def save():
+        common.write_json(out, res)
+
+    run_ours(args, device, dtype, ceilings["copy_GBps"], res, save)
+    if args.peer:
+        common.free_memory()
+        run_peer(args, device, res, save)
+    save()
+    return res
+
+
+if __name__ == "__main__":
+    main()
