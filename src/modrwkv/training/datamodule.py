@@ -35,6 +35,8 @@ class TagWorker:
 
     def __call__(self, samples):
         batch = self.collate(samples)
+        if batch is not None and not isinstance(batch, dict):  # another collate's batch: passed on untagged
+            return batch
         info = get_worker_info()
         worker = info.id if info is not None else 0
         return {"worker": worker} if batch is None else {**batch, "worker": worker}

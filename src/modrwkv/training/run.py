@@ -64,7 +64,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     torch.set_float32_matmul_precision("high")
     model, datamodule, modality = instantiate(cfg.task.build)(cfg)  # conf/task/<choice>.yaml, training/tasks.py
     logger = make_logger(cfg)
-    run_id = getattr(logger, "run_id", None) if logger else None
     module = ModRWKVModule(model, modality, optim=OmegaConf.to_container(cfg.stage, resolve=True),
                            eval=OmegaConf.to_container(cfg.eval, resolve=True),
                            skip_counter=getattr(datamodule, "skips", None))
@@ -72,13 +71,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if not logger:  # the LR monitor needs a logger to write to
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
     preemption = PreemptionCheckpoint()
-    callbacks += [DivergenceGuard(**cfg.guard), preemption, RunInfo(run_id)]
+    callbacks += [DivergenceGuard(**cfg.guard), preemption, RunInfo()]
     # a job that submitit started once per device: each process is one rank (no relaunch); else as configured
     cluster = cluster_overrides()
     plugins = [*cluster.pop("plugins", []), AtomicCheckpointIO()]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, plugins=plugins, **cluster)
     check_launch(trainer, multirun=is_multirun())
-    if logger:  # Lightning's loggers write on global rank 0 only
+    if logger:  # Lightning's loggers write on global rank 0 only (the run exists from here, on rank 0)
+        run_id = getattr(logger, "run_id", None)
         resumed = cfg.get("resume") and run_id is not None and run_id == checkpoint_run_id(cfg.resume)
         if resumed:  # the checkpoint's own run, reopened: its params are already there
             log_params_on_resume(logger.experiment, run_id, run_params(cfg))

@@ -117,8 +117,6 @@ def log_params_on_resume(client, run_id: str, params: dict[str, str]) -> dict[st
 class RunInfo(L.Callback):
     """Writes the MLflow run id into every checkpoint (``checkpoint["modrwkv"]["mlflow_run_id"]``)."""
 
-    def __init__(self, run_id: str | None):
-        self.run_id = run_id
-
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint.setdefault(META_KEY, {})["mlflow_run_id"] = self.run_id
+        run_id = getattr(trainer.logger, "run_id", None) if trainer.logger else None  # None off rank 0
+        checkpoint.setdefault(META_KEY, {})["mlflow_run_id"] = run_id
