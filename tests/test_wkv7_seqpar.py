@@ -6,28 +6,14 @@ last segments and partial last chunks.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    # no GPU: Triton's interpreter; only works if no kernel module was imported before (see test_wkv7_triton.py)
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-    for _name in ("modrwkv.kernels.triton_chunk", "modrwkv.kernels.triton_seqpar"):
-        _mod = sys.modules.get(_name)
-        if _mod is not None and type(_mod._wkv7_fwd_kernel).__name__ != "InterpretedFunction":
-            pytest.skip("Triton kernels were imported before TRITON_INTERPRET=1 was set; export it before pytest",
-                        allow_module_level=True)
+from modrwkv.kernels import triton_chunk as tc
+from modrwkv.kernels.reference import wkv7_naive
+from modrwkv.kernels.triton_seqpar import seqpar_wanted
 
-triton = pytest.importorskip("triton")
-
-from modrwkv.kernels import triton_chunk as tc  # noqa: E402
-from modrwkv.kernels.reference import wkv7_naive  # noqa: E402
-from modrwkv.kernels.triton_seqpar import seqpar_wanted  # noqa: E402
-
-from .test_wkv7_triton import DEVICE, INTERPRET, TOL_FP32, make_inputs, rel, run_both  # noqa: E402
+from .test_wkv7_triton import DEVICE, INTERPRET, TOL_FP32, make_inputs, rel, run_both
 
 
 @pytest.fixture(params=[1, 2])

@@ -7,26 +7,15 @@ tests/gpu/test_wkv7_gpu.py.
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    # no GPU: Triton's interpreter. @triton.jit decides when our kernel modules are imported, so this only works if
-    # nothing imported them before (CI exports TRITON_INTERPRET=1 before Python starts, which always works)
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-    _chunk = sys.modules.get("modrwkv.kernels.triton_chunk")
-    if _chunk is not None and type(_chunk._wkv7_fwd_kernel).__name__ != "InterpretedFunction":
-        pytest.skip("Triton kernels were imported before TRITON_INTERPRET=1 was set; export it before running pytest",
-                    allow_module_level=True)
-
-triton = pytest.importorskip("triton")
-
-from modrwkv.kernels.reference import wkv7_naive, wkv7_step_torch  # noqa: E402
-from modrwkv.kernels.testing import wkv7_inputs  # noqa: E402
-from modrwkv.kernels.triton_chunk import wkv7_triton  # noqa: E402
-from modrwkv.kernels.triton_decode import wkv7_step_triton  # noqa: E402
+# without a GPU, tests/conftest.py has selected Triton's interpreter before any kernel module was imported
+from modrwkv.kernels.reference import wkv7_naive, wkv7_step_torch
+from modrwkv.kernels.testing import wkv7_inputs
+from modrwkv.kernels.triton_chunk import wkv7_triton
+from modrwkv.kernels.triton_decode import wkv7_step_triton
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEVICE = "cpu" if INTERPRET else "cuda"
