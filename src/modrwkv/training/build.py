@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from ..modalities import find_modality
 from ..safe_load import read_checkpoint
-from .config_check import ConfigError
+from .config_errors import ConfigError
 
 log = logging.getLogger("modrwkv.train")
 

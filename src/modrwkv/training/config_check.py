@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import math
 import re
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .config_errors import ConfigError, exit_on_config_error, exit_with
+from .store_check import can_create_in, check_tracking_uri, nearest_existing, sqlite_path
+
+__all__ = ["ConfigError", "check_tracking_uri", "check_values", "exit_on_config_error", "exit_with", "preflight",
+           "sqlite_path"]
+
 _ABSENT = object()
-
-
-class ConfigError(ValueError):
-    """The configuration's values or choices are not usable; the message says which key and what to change."""
 
 
 # ---- value rules -----------------------------------------------------------------------------------------------
@@ -142,22 +142,6 @@ class ExistingFile:
         return f"null or an existing file ({self.what})"
 
 
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def can_create_in(folder: Path) -> bool:
-    """True if a file can really be created in ``folder`` (a probe file, not permission bits: root, ACLs and
-    read-only mounts are then judged as the kernel judges them)."""
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".modrwkv-probe-"):
-            return True
-    except OSError:
-        return False
-
-
 @dataclass(frozen=True)
 class WritableDir:
     """A folder that exists and can be written, or that can be created (its nearest existing parent is writable)."""
@@ -170,7 +154,7 @@ class WritableDir:
         p = Path(str(value))
         if p.exists() and not p.is_dir():
             return "is a file, not a folder"
-        base = _nearest_existing(p.resolve())
+        base = nearest_existing(p.resolve())
         if not base.is_dir():
             return f"cannot be created ({base} is a file)"
         return None if can_create_in(base) else f"is not writable ({base} is read-only)"
@@ -351,30 +335,6 @@ def _check_lm(cfg: DictConfig, raw: dict, problems: list[str]) -> None:
                                       f"cannot be written, its folder {problem}"))
 
 
-def check_tracking_uri(uri: str) -> str | None:
-    """Why the MLflow store at ``uri`` cannot be written (None if it can, or if it is not a local SQLite file)."""
-    db = sqlite_path(uri)
-    if db is None:
-        return None
-    if db.exists():
-        try:
-            with open(db, "r+b"):
-                pass
-        except OSError as e:
-            return f"the MLflow database {db} is not writable ({e.strerror})"
-    folder = _nearest_existing(db.parent)
-    if not can_create_in(folder):  # SQLite writes its journal (and the lock file) next to the database
-        return f"the folder of the MLflow database, {folder}, is not writable"
-    return None
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The file of a ``sqlite:///path`` tracking URI (None for other stores)."""
-    if not str(uri).startswith("sqlite:///"):
-        return None
-    return Path(str(uri)[len("sqlite:///"):])
-
-
 def _check_logger(cfg: DictConfig, problems: list[str]) -> None:
     if cfg.logger.get("kind") != "mlflow":
         return
@@ -427,26 +387,3 @@ def preflight(cfg: DictConfig) -> None:
         from .mlflow_runs import prepare_store
 
         prepare_store(cfg)
-
-
-def exit_with(error: ConfigError) -> None:
-    """Print ``error`` as one line on stderr and exit with status 2 (a usage error: nothing ran)."""
-    import sys
-
-    print(f"error: {error}", file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
-def exit_on_config_error(func: Callable, *args, **kwargs):
-    """Call ``func``; a ``ConfigError`` is printed as one line on stderr and the process exits with status 2.
-
-    In a job of a multirun the error is raised on instead: Hydra marks that job failed and still runs the others.
-    """
-    from .distributed import is_multirun
-
-    try:
-        return func(*args, **kwargs)
-    except ConfigError as e:
-        if is_multirun():
-            raise
-        exit_with(e)

@@ -42,7 +42,7 @@ def prepare_store(cfg: DictConfig) -> None:
     from filelock import FileLock
     from mlflow.tracking import MlflowClient
 
-    from .config_check import sqlite_path
+    from .store_check import sqlite_path
 
     uri = str(cfg.logger.tracking_uri)
     db = sqlite_path(uri)
@@ -76,7 +76,8 @@ class MLflowParentRun(Callback):
             return
         from mlflow.tracking import MlflowClient
 
-        from .config_check import ConfigError, check_tracking_uri, exit_with
+        from .config_errors import ConfigError, exit_with
+        from .store_check import check_tracking_uri
 
         root = Path(config.paths.root).resolve()
         uri = config.logger.tracking_uri
