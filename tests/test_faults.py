@@ -89,11 +89,10 @@ def plant_dead_run(root: Path) -> str:
     """A RUNNING MLflow run owned by a real process that then dies of kill -9 (as a crashed job leaves it)."""
     import mlflow
 
-    from modrwkv.training.run_bookkeeping import process_tags
+    from modrwkv.training.run_bookkeeping import pid_start, process_tags
 
     victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    stat = Path(f"/proc/{victim.pid}/stat").read_text()
-    tags = {**process_tags(), "modrwkv.pid": str(victim.pid), "modrwkv.pid_start": stat.rsplit(")", 1)[1].split()[19],
+    tags = {**process_tags(), "modrwkv.pid": str(victim.pid), "modrwkv.pid_start": pid_start(victim.pid),
             "modrwkv.kind": "job"}
     client = mlflow.tracking.MlflowClient(f"sqlite:///{root}/mlflow.db")
     exp = client.get_experiment_by_name("modrwkv")

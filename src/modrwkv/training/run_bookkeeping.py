@@ -25,7 +25,7 @@ log = logging.getLogger("modrwkv.mlflow")
 META_KEY = "modrwkv"  # the checkpoint's entry for the run's own metadata
 
 
-def _pid_start(pid: int) -> str | None:
+def pid_start(pid: int) -> str | None:
     """The start time of process ``pid`` in clock ticks since boot (Linux), to tell a reused pid apart."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -38,12 +38,12 @@ def _pid_start(pid: int) -> str | None:
 def process_tags() -> dict[str, str]:
     """Tags that identify the process owning a run: host, pid, pid start time."""
     pid = os.getpid()
-    return {"modrwkv.host": socket.gethostname(), "modrwkv.pid": str(pid), "modrwkv.pid_start": _pid_start(pid) or ""}
+    return {"modrwkv.host": socket.gethostname(), "modrwkv.pid": str(pid), "modrwkv.pid_start": pid_start(pid) or ""}
 
 
 def _process_alive(pid: int, start: str) -> bool:
     if start:
-        return _pid_start(pid) == start
+        return pid_start(pid) == start
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
