@@ -78,6 +78,13 @@ def test_kill9_then_resume_gives_bit_identical_weights(tmp_path, data_dir, data)
     assert full.keys() == resumed.keys()
     different = [k for k in full if not torch.equal(full[k], resumed[k])]
     assert not different, f"resumed from step {saved['global_step']}: {len(different)} tensors differ"
+    # the corrupt-sample counts behind the consumed batches are exact too (read-ahead of the workers excluded)
+    final = [torch.load(tmp_path / d / "checkpoints/last.ckpt", map_location="cpu", weights_only=True, mmap=True)
+             for d in ("full", "resumed")]
+    assert final[0]["global_step"] == final[1]["global_step"] > saved["global_step"]
+    if "ModRWKVDataModule" in final[0]:  # the multimodal data (task=lm's text data has no corrupt samples to count)
+        consumed = [f["ModRWKVDataModule"]["consumed"] for f in final]
+        assert consumed[0] == consumed[1] == [0, final[0]["global_step"] * 8]  # (skipped, seen): 8 per batch
     # MLflow: the killed run was continued by the resumed job (one run, FINISHED), not left RUNNING
     runs = mlflow_runs(tmp_path)
     runs = runs[runs["tags.modrwkv.kind"] == "job"]

@@ -72,6 +72,7 @@ class SkipCounter:
         self._counts = ctx.Array("q", 2 * len(SPLITS))  # skipped per split, then seen per split
         self._shard_names = ctx.Array("c", _SLOTS * _NAME_BYTES, lock=False)  # guarded by _counts' lock
         self._shard_skips = ctx.Array("q", _SLOTS, lock=False)
+        self._local = [0] * (2 * len(SPLITS))  # this process's own counts (each DataLoader worker has its copy)
 
     def expect(self, n: int | None) -> None:
         """Judge the fraction over at least ``n`` samples (one pass over the data); call before the workers start."""
@@ -140,15 +141,28 @@ class SkipCounter:
             self._shard_names[:] = bytes(state["shard_names"])
             self._shard_skips[:] = [int(c) for c in state["shard_skips"]]
 
+    def local_counts(self, split: str) -> tuple[int, int]:
+        """(skipped, seen) of ``split`` counted by this process alone (in a DataLoader worker: that worker's)."""
+        i = SPLITS.index(split)
+        return self._local[i], self._local[len(SPLITS) + i]
+
+    def set_split(self, split: str, skipped: int, seen: int) -> None:
+        """Set the shared counts of one split (a resume restores the training split's exact consumed counts)."""
+        i = SPLITS.index(split)
+        with self._counts.get_lock():
+            self._counts[i], self._counts[len(SPLITS) + i] = int(skipped), int(seen)
+
     def count_seen(self, n: int = 1, source: str | None = None) -> None:
         """Record ``n`` samples decoded successfully (from the shard ``source``)."""
         with self._counts.get_lock():
             self._counts[len(SPLITS) + SPLITS.index(split_of(source))] += n
+        self._local[len(SPLITS) + SPLITS.index(split_of(source))] += n
 
     def _record_skip(self, source: str | None) -> tuple[int, int]:
         """Count one skip of ``source``; returns (skipped, seen) over all splits."""
         with self._counts.get_lock():
             self._counts[SPLITS.index(split_of(source))] += 1
+            self._local[SPLITS.index(split_of(source))] += 1
             if source:
                 name = str(source).encode("utf-8")[-(_NAME_BYTES - 1):]
                 for i in range(_SLOTS):

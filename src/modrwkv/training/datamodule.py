@@ -27,19 +27,25 @@ class EvalCollate:
 
 
 class TagWorker:
-    """Training collate that records which DataLoader worker made each batch (``batch["worker"]``), so the data
-    module can count what each worker delivered and a resume can continue every worker's stream exactly."""
+    """Training collate that records which DataLoader worker made each batch (``batch["worker"]``) and the
+    training samples that worker counted as decoded or skipped since its previous batch (``batch["skip_delta"]``),
+    so the data module knows what the consumed batches cost (read-ahead excluded) and a resume continues every
+    worker's stream and the counts exactly."""
 
-    def __init__(self, collate: PackedCollate):
-        self.collate = collate
+    def __init__(self, collate: PackedCollate, skips: SkipCounter):
+        self.collate, self.skips = collate, skips
+        self._last = (0, 0)  # this worker's (skipped, seen) at its previous batch
 
     def __call__(self, samples):
         batch = self.collate(samples)
         if batch is not None and not isinstance(batch, dict):  # another collate's batch: passed on untagged
             return batch
         info = get_worker_info()
-        worker = info.id if info is not None else 0
-        return {"worker": worker} if batch is None else {**batch, "worker": worker}
+        now = self.skips.local_counts("train")
+        tag = {"worker": info.id if info is not None else 0,
+               "skip_delta": (now[0] - self._last[0], now[1] - self._last[1])}
+        self._last = now
+        return tag if batch is None else {**batch, **tag}
 
 
 def shards_fingerprint(folder: Path) -> str:
@@ -93,6 +99,7 @@ class ModRWKVDataModule(L.LightningDataModule):
         self.collate: PackedCollate | None = None
         self.manifest: dict = {}
         self._epoch, self._worker_batches = 0, [0]  # the training batches each worker delivered in this epoch
+        self._consumed = (0, 0)  # (skipped, seen) training samples behind the batches delivered so far
         self._resume_state: dict | None = None
 
     def bind(self, model) -> ModRWKVDataModule:
@@ -154,6 +161,8 @@ class ModRWKVDataModule(L.LightningDataModule):
         if isinstance(batch, dict) and "worker" in batch:  # a training batch (see TagWorker)
             batch = dict(batch)
             worker = batch.pop("worker")
+            skipped, seen = batch.pop("skip_delta")
+            self._consumed = (self._consumed[0] + skipped, self._consumed[1] + seen)
             if self.trainer.current_epoch != self._epoch:
                 self._epoch, self._worker_batches = self.trainer.current_epoch, [0] * len(self._worker_batches)
             self._worker_batches[worker] += 1
@@ -162,7 +171,7 @@ class ModRWKVDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         return {"epoch": self._epoch, "worker_batches": list(self._worker_batches), "batch_size": self.batch_size,
-                "skips": self.skips.state_dict(), "seed": self.seed,
+                "skips": self.skips.state_dict(), "consumed": list(self._consumed), "seed": self.seed,
                 "fingerprint": shards_fingerprint(Path(self.root) / "train")}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -175,6 +184,8 @@ class ModRWKVDataModule(L.LightningDataModule):
         if state is None:
             return
         self.skips.load_state_dict(state["skips"])
+        self._consumed = tuple(state["consumed"])  # the training split's exact counts (no read-ahead)
+        self.skips.set_split("train", *self._consumed)
         if state["fingerprint"] != shards_fingerprint(folder) or state["seed"] != self.seed:
             log.warning("resume: the training data (%s, seed %s) is not the data of the checkpoint (seed %s): the "
                         "stream restarts at the epoch start instead of continuing", folder, self.seed, state["seed"])
@@ -198,7 +209,7 @@ class ModRWKVDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool):
         if self.collate is None:
             raise RuntimeError("call datamodule.bind(model) before training")
-        collate = TagWorker(self.collate) if train else EvalCollate(self.collate)
+        collate = TagWorker(self.collate, self.skips) if train else EvalCollate(self.collate)
         return DataLoader(self._dataset(split, train), batch_size=self.batch_size if train else self.eval_batch_size,
                           collate_fn=collate, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0 and train)
