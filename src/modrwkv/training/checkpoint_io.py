@@ -17,8 +17,6 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ..safe_load import CheckpointError, read_checkpoint
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "read_checkpoint", "save_atomically", "write_atomically"]
-
 
 def _fsync_dir(folder: Path) -> None:
     try:

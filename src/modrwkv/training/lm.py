@@ -171,7 +171,7 @@ def export_backbone(lightning_ckpt: str | Path, out: str | Path) -> Path:
     """The backbone of a task=lm Lightning checkpoint (e.g. an interrupted run's ``last.ckpt``) as a BlinkDL .pth."""
     from ..backbone import RWKV7
     from ..backbone.checkpoint import infer_config
-    from .checkpoint_io import read_checkpoint
+    from ..safe_load import read_checkpoint
 
     state = read_checkpoint(lightning_ckpt, what="export_backbone")["state_dict"]
     prefix = "model.backbone."

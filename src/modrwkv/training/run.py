@@ -13,7 +13,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ..evaluation.checkpoint import RUN_ID_FILE
-from .checkpoint_io import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from ..safe_load import CheckpointError, read_checkpoint
+from .checkpoint_io import AtomicCheckpointIO
 from .config_check import ConfigError, preflight
 from .distributed import check_launch, cluster_overrides, is_multirun
 from .guard import DivergenceGuard

@@ -18,7 +18,7 @@ import time
 
 import lightning as L
 
-from .checkpoint_io import read_checkpoint
+from ..safe_load import read_checkpoint
 
 log = logging.getLogger("modrwkv.mlflow")
 
