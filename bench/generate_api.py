@@ -106,6 +106,38 @@ class DecodeTimer:
         del self.model._decode
 
 
+def kernel_ms(fn, device) -> float | None:
+    """Summed GPU kernel time of one call of ``fn`` (torch.profiler): against its wall time, what is launch-bound."""
+    if device != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return sum(e.self_device_time_total for e in prof.key_averages()) / 1e3
+
+
+def ttft_stages(model, sample, prompt, device, reps: int) -> dict:
+    """Time to first token split into its stages, each synchronised: wall ms and summed kernel ms."""
+    stages = {}
+    box = {}
+
+    def encode():
+        box["mod"] = model._modality_tokens([sample])[0]
+
+    def prefill():
+        ids = model.template.prompt_ids(prompt, sample["modality"], box["mod"].shape[0])
+        box["logits"], box["state"] = model._prefill([(ids, box["mod"])])
+
+    def first_token():
+        model._decode(box["logits"], box["state"], 1, 0.0, 1.0, None, None)
+
+    for name, fn in (("encode", encode), ("prefill", prefill), ("first_token", first_token)):
+        stages[name] = {"wall_ms": wall(fn, device, reps) * 1e3, "kernel_ms": kernel_ms(fn, device) or 0.0}
+    return stages
+
+
 def text_of(n: int, seed: int) -> str:
     rng = np.random.default_rng(seed)
     return bytes(rng.integers(32, 127, n, dtype=np.uint8)).decode()
@@ -141,6 +173,9 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
 
     res["ttft_ms"] = wall(lambda: model.generate(sample, prompt, max_new_tokens=1), device, args.reps * 2) * 1e3
     print(f"time to first token (1 image, 32-token question): {res['ttft_ms']:.1f} ms", flush=True)
+    res["ttft_stages"] = ttft_stages(model, sample, prompt, device, args.reps * 2)
+    print("  stages (wall ms / GPU kernel ms): " + ", ".join(
+        f"{k} {v['wall_ms']:.1f}/{v['kernel_ms']:.1f}" for k, v in res["ttft_stages"].items()), flush=True)
     save()
 
     weight_bytes = common.decode_weight_bytes(model.backbone)
