@@ -181,12 +181,12 @@ class ModRWKV(nn.Module):
         return torch.cat(logits), RWKV7State.cat(states)
 
     def _prefill_row(self, pieces, state, chunk: int):
-        """Prompts packed into one row -> (logits (N, V), state); one prompt longer than ``chunk`` goes piecewise."""
+        """Prompts packed into one row -> (logits (N, V), state); one prompt is read alone, in pieces of ``chunk``."""
         device = self.backbone.emb.weight.device
         ids = torch.tensor([t for p, _ in pieces for t in p], device=device)[None]  # (1, T)
         mods = [m for _, m in pieces if m is not None]
         emb = self.embed_inputs(ids, torch.cat(mods) if mods else None)  # (1, T, C)
-        if len(pieces) == 1 and ids.shape[1] > chunk:
+        if len(pieces) == 1:  # one prompt: no packing, so no cu_seqlens (whose checks read it back to the host)
             for t0 in range(0, ids.shape[1], chunk):
                 hidden, state = self.backbone.forward_hidden(emb[:, t0:t0 + chunk], state=state, return_state=True)
             return self.backbone.head(hidden[:, -1]), state  # (1, V)
