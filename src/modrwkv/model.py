@@ -27,6 +27,7 @@ from modrwkv.generation.inputs import (
     check_raw,
     check_samples,
 )
+from modrwkv.generation.prefill_graphs import PrefillGraphs
 from modrwkv.losses import labelled_token_loss, next_token_targets
 
 
@@ -69,10 +70,11 @@ class ModRWKV(nn.Module):
             generation = FastOptions(**dict(generation))
         self.generation = generation or FastOptions()
         self._fast_decoder: FastDecoder | None = None
+        self._prefill_cache: PrefillGraphs | None = None
 
     def __getstate__(self) -> dict:
         # the fast decoder holds CUDA graphs and weight copies: never pickled or deep-copied (rebuilt on demand)
-        return {**super().__getstate__(), "_fast_decoder": None}
+        return {**super().__getstate__(), "_fast_decoder": None, "_prefill_cache": None}
 
     # -- freezing -------------------------------------------------------------------------------------------
     def freeze(self, encoder: bool = True, adapter: bool = False, backbone: bool = True) -> ModRWKV:
@@ -156,7 +158,7 @@ class ModRWKV(nn.Module):
         """One sample's modality -> (n, C) embeddings."""
         return self._modality_tokens([sample])[0]
 
-    def _prefill(self, pieces: list[tuple[list[int], torch.Tensor | None]], state=None):
+    def _prefill(self, pieces: list[tuple[list[int], torch.Tensor | None]], state=None, fast: bool | None = None):
         """Read N prompts (ids, modality embeddings) -> (next-token logits (N, V), state of the N sequences).
 
         Prompts are packed into rows of at most ``generation.prefill_chunk`` tokens, and a longer prompt is read in
@@ -173,19 +175,22 @@ class ModRWKV(nn.Module):
         logits, states = [], []
         for g in groups:
             sub = None if state is None else (state if len(groups) == 1 else state.select(g))
-            out = self._prefill_row([pieces[i] for i in g], sub, chunk)
+            out = self._prefill_row([pieces[i] for i in g], sub, chunk, fast)
             logits.append(out[0])
             states.append(out[1])
         if len(groups) == 1:
             return logits[0], states[0]
         return torch.cat(logits), RWKV7State.cat(states)
 
-    def _prefill_row(self, pieces, state, chunk: int):
+    def _prefill_row(self, pieces, state, chunk: int, fast: bool | None):
         """Prompts packed into one row -> (logits (N, V), state); one prompt is read alone, in pieces of ``chunk``."""
         device = self.backbone.emb.weight.device
         ids = torch.tensor([t for p, _ in pieces for t in p], device=device)[None]  # (1, T)
         mods = [m for _, m in pieces if m is not None]
         emb = self.embed_inputs(ids, torch.cat(mods) if mods else None)  # (1, T, C)
+        if len(pieces) == 1 and emb.is_cuda and self._use_fast(fast, emb.device):  # one prompt: recorded forwards
+            hidden, state = self._prefill_graphs()(emb, state)
+            return self.backbone.head(hidden), state  # (1, V)
         if len(pieces) == 1:  # one prompt: no packing, so no cu_seqlens (whose checks read it back to the host)
             for t0 in range(0, ids.shape[1], chunk):
                 hidden, state = self.backbone.forward_hidden(emb[:, t0:t0 + chunk], state=state, return_state=True)
@@ -207,19 +212,27 @@ class ModRWKV(nn.Module):
                 seed: int | None, fast: bool | None) -> list[list[int]]:
         """Decode from the prefill's logits and state: the fast decoder or the eager loop (see `FastOptions`)."""
         gen = make_generator(seed, logits.device)
-        fast = self.generation.fast if fast is None else fast
-        if fast is None:
-            fast = logits.device.type == "cuda"
-        if not fast:
+        if not self._use_fast(fast, logits.device):
             return decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
         if self._fast_decoder is None or self._fast_decoder.backbone is not self.backbone:
             self._fast_decoder = FastDecoder(self.backbone, self.generation.check_every,
                                              compile=self.generation.compile)
         return self._fast_decoder.decode(logits, state, max_new_tokens, temperature, top_p, gen)
 
+    def _use_fast(self, fast: bool | None, device: torch.device) -> bool:
+        """Whether generation takes the fast path (`FastOptions.fast`; None: on a GPU)."""
+        fast = self.generation.fast if fast is None else fast
+        return device.type == "cuda" if fast is None else bool(fast)
+
+    def _prefill_graphs(self) -> PrefillGraphs:
+        if self._prefill_cache is None or self._prefill_cache.backbone is not self.backbone:
+            self._prefill_cache = PrefillGraphs(self.backbone, eager_chunk=self.generation.prefill_chunk)
+        return self._prefill_cache
+
     def clear_generation_cache(self) -> None:
-        """Free the fast decoder (its CUDA graphs, static state buffers and stacked weight copies)."""
+        """Free the fast decoder and the prefill graphs (CUDA graphs, static buffers, stacked weight copies)."""
         self._fast_decoder = None
+        self._prefill_cache = None
 
     @torch.no_grad()
     def generate_ids(self, samples: Sequence[dict], prompts: Sequence | None = None, max_new_tokens: int = 64,
@@ -233,7 +246,7 @@ class ModRWKV(nn.Module):
         for sample, prompt, mod in zip(samples, prompts, self._modality_tokens(samples)):
             ids = self.template.prompt_ids(self._prompt(sample, prompt), sample["modality"], mod.shape[0])
             pieces.append((ids, mod))
-        logits, state = self._prefill(pieces)
+        logits, state = self._prefill(pieces, fast=fast)
         return self._decode(logits, state, max_new_tokens, temperature, top_p, seed, fast)
 
     @torch.no_grad()
@@ -288,7 +301,7 @@ class ModRWKV(nn.Module):
         questions = check_questions(questions)
         check_options(max_new_tokens, temperature, top_p, seed)
         tails = [self.template.cached_prompt_split(q, prefix.modality, 0)[1] for q in questions]
-        logits, state = self._prefill([(t, None) for t in tails], state=prefix.state.expand(len(tails)))
+        logits, state = self._prefill([(t, None) for t in tails], state=prefix.state.expand(len(tails)), fast=fast)
         return self._decode(logits, state, max_new_tokens, temperature, top_p, seed, fast)
 
     @torch.no_grad()

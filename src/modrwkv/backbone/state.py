@@ -26,6 +26,17 @@ class RWKV7State:
     def clone(self) -> RWKV7State:
         return RWKV7State(self.att_shift.clone(), self.wkv.clone(), self.ffn_shift.clone())
 
+    def copy_(self, other: RWKV7State) -> RWKV7State:
+        """Copy ``other``'s values into this state's tensors (their addresses stay: static buffers of CUDA graphs)."""
+        for dst, src in zip((self.att_shift, self.wkv, self.ffn_shift), (other.att_shift, other.wkv, other.ffn_shift)):
+            dst.copy_(src)
+        return self
+
+    def zero_(self) -> RWKV7State:
+        for t in (self.att_shift, self.wkv, self.ffn_shift):
+            t.zero_()
+        return self
+
     def select(self, index) -> RWKV7State:
         """The state of some sequences (an int, a slice, a list or a tensor of indices)."""
         if isinstance(index, int):

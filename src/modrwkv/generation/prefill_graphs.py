@@ -1,0 +1,106 @@
+"""Prefill of one prompt through CUDA graphs: a recorded forward per power-of-two piece length, chained by the state.
+
+Reading a short prompt (an image's tokens and a question: a few hundred tokens) is bound by launching the forward's
+~70 kernels per layer from Python, not by the GPU. `PrefillGraphs` splits the part of a prompt shorter than
+``GRAPH_MAX`` tokens into pieces whose lengths are the powers of two in its binary expansion, longest first
+(608 = 512 + 64 + 32), and replays one recorded `RWKV7.forward_hidden` per piece length, carrying the recurrent state
+from piece to piece. The recurrence makes this the same function as one forward over the whole prompt (the pieces'
+boundaries only change rounding). Whole multiples of ``GRAPH_MAX`` tokens in front of it are compute-bound: they run
+as plain forwards of at most ``eager_chunk`` tokens. So at most log2(GRAPH_MAX) + 1 graphs ever exist, and their
+shared memory pool holds the activations of a GRAPH_MAX / 2-token forward at most.
+
+Graphs follow the weights as the fast decoder's do: new parameter tensors drop them (they are recorded again on
+use); in-place updates need nothing, the graphs read the parameters where they are.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from modrwkv.backbone.state import RWKV7State
+
+from .fast import CapturedGraph, capture_graph
+
+GRAPH_MAX = 2048  # prompt parts of this many tokens and more run as plain forwards (not launch-bound)
+
+
+def piece_lengths(total: int) -> list[int]:
+    """The powers of two in ``total``'s binary expansion, longest first (sum: ``total``)."""
+    if total < 0:
+        raise ValueError(f"piece_lengths: total must be >= 0, got {total}")
+    return [1 << b for b in range(total.bit_length() - 1, -1, -1) if total >> b & 1]
+
+
+class PrefillGraphs:
+    """Graph-replayed prefill of one sequence for an `RWKV7` backbone on CUDA; see the module docstring."""
+
+    def __init__(self, backbone, eager_chunk: int = 16384):
+        self.backbone = backbone
+        self.eager_chunk = int(eager_chunk)
+        self.graphs: dict[tuple, CapturedGraph] = {}
+        self.captures = 0
+        self._addresses = None
+        self._state: RWKV7State | None = None
+        self._inputs: dict[int, torch.Tensor] = {}
+
+    def _sync_weights(self) -> None:
+        addresses = tuple((p.data_ptr(), p.dtype, p.device) for p in self.backbone.parameters())
+        if addresses != self._addresses:
+            self.graphs, self._inputs, self._state = {}, {}, None
+            self.pool = torch.cuda.graph_pool_handle()
+            self._addresses = addresses
+
+    def _graph(self, n: int, dtype: torch.dtype) -> CapturedGraph:
+        """The recorded forward of an n-token piece: reads ``_inputs[n]`` and ``_state``, returns (last hidden
+        (1, C), new state)."""
+        key = (n, dtype)
+        g = self.graphs.get(key)
+        if g is None:
+            bb = self.backbone
+            if self._state is None:
+                self._state = bb.empty_state(1, bb.emb.weight.device)
+            x = self._inputs.setdefault(n, torch.zeros(1, n, bb.config.n_embd, device=bb.emb.weight.device,
+                                                       dtype=dtype))
+            saved = self._state.clone()
+
+            def piece():
+                hidden, state = bb.forward_hidden(x, state=self._state, return_state=True)
+                return hidden[:, -1], state
+
+            g = capture_graph(piece, pool=self.pool)
+            self._state.copy_(saved)  # the warm-up calls ran for real
+            self.graphs[key] = g
+            self.captures += 1
+        return g
+
+    @torch.no_grad()
+    def __call__(self, emb: torch.Tensor, state: RWKV7State | None = None) -> tuple[torch.Tensor, RWKV7State]:
+        """emb (1, T, C) (the prompt's embeddings, before ln0), ``state`` of one sequence or None (zeros) ->
+        (hidden after ln_out of the last token (1, C), state after the prompt). ``state`` is not modified."""
+        if emb.dim() != 3 or emb.shape[0] != 1 or emb.shape[1] == 0:
+            raise ValueError(f"PrefillGraphs reads one non-empty prompt (1, T, C); got {tuple(emb.shape)}")
+        self._sync_weights()
+        T = emb.shape[1]
+        n_eager = T // GRAPH_MAX * GRAPH_MAX
+        lengths = piece_lengths(T - n_eager)
+        for n in set(lengths):
+            self._graph(n, emb.dtype)
+        last = None
+        for t0 in range(0, n_eager, self.eager_chunk):  # compute-bound: plain forwards
+            hidden, state = self.backbone.forward_hidden(emb[:, t0:min(n_eager, t0 + self.eager_chunk)], state=state,
+                                                         return_state=True)
+            last = hidden[:, -1]
+        if not lengths:
+            return last, state
+        if state is None:
+            self._state.zero_()
+        else:
+            self._state.copy_(state)
+        t0 = n_eager
+        for n in lengths:
+            g = self.graphs[(n, emb.dtype)]
+            self._inputs[n].copy_(emb[:, t0:t0 + n])
+            last, new_state = g.replay()
+            self._state.copy_(new_state)
+            t0 += n
+        return last.clone(), self._state.clone()
