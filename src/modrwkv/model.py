@@ -48,7 +48,7 @@ class ModRWKV(nn.Module):
             `modrwkv.adapters.build_adapter`), so widths come from the encoder and backbone, never from config.
         backbone: an `RWKV7`.
         template: the ChatTemplate (default: World tokenizer, User / Assistant).
-        generation: decoding options (`FastOptions` or a dict: fast, check_every, compile; config ``generation``).
+        generation: decoding options (`FastOptions` or a dict: fast, check_every, compile, step; config ``generation``).
     """
 
     def __init__(self, encoder, adapter: nn.Module | Callable[[int, int], nn.Module], backbone,
@@ -214,7 +214,7 @@ class ModRWKV(nn.Module):
             return decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
         if self._fast_decoder is None or self._fast_decoder.backbone is not self.backbone:
             self._fast_decoder = FastDecoder(self.backbone, self.generation.check_every,
-                                             compile=self.generation.compile)
+                                             compile=self.generation.compile, step=self.generation.step)
         return self._fast_decoder.decode(logits, state, max_new_tokens, temperature, top_p, gen)
 
     def clear_generation_cache(self) -> None:
