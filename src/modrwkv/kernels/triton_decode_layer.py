@@ -81,18 +81,19 @@ def _lora_act_kernel(h, N, D, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _wkv_kernel(rkv, up, w0, a0, v0, k_k, k_a, r_k, lnx_w, lnx_b, v_first, state, y, N, C,
+def _wkv_kernel(rkv, up, w0, a0, v0, k_k, k_a, r_k, lnx_w, lnx_b, v_first, state, y, plane, C,
                 H: tl.constexpr, K: tl.constexpr, FIRST: tl.constexpr, DECAY_SCALE: tl.constexpr,
                 gn_eps, norm_eps):
     """One program per (sequence n, head h); rkv [3, N, C] (r, k, v), up [4, N, C] (LoRA v, w, a, g), the vectors
-    [C], v_first [N, C] (written at layer 0, read after), state [N, H, K, K] fp32 (in place), y [N, C]."""
+    [C], v_first [N, C] (written at layer 0, read after), state [N, H, K, K] fp32 (in place), y [N, C];
+    plane = N * C, the stride of rkv's and up's first axis (passed from the host: an argument equal to 1 would be
+    specialised to a constant)."""
     pid = tl.program_id(0)
     n = pid // H
     h = pid % H
     o = tl.arange(0, K)
     ch = h * K + o  # this head's channels
     row = n.to(tl.int64) * C + ch
-    plane = N.to(tl.int64) * C
     r = tl.load(rkv + row).to(tl.float32)
     k = tl.load(rkv + plane + row).to(tl.float32)
     v = tl.load(rkv + 2 * plane + row).to(tl.float32)
@@ -186,7 +187,7 @@ def wkv_(rkv: torch.Tensor, up: torch.Tensor, p: dict, v_first: torch.Tensor, st
     _contiguous(rkv=rkv, up=up, v_first=v_first, state=state)
     y = torch.empty(N, C, dtype=rkv.dtype, device=rkv.device)
     _wkv_kernel[(N * H,)](rkv, up, p["w0"], p["a0"], p["v0"], p["k_k"], p["k_a"], p["r_k"], p["ln_x_w"],
-                          p["ln_x_b"], v_first, state, y, N, C, H=H, K=K, FIRST=first,
+                          p["ln_x_b"], v_first, state, y, N * C, C, H=H, K=K, FIRST=first,
                           DECAY_SCALE=float(decay_scale), gn_eps=GN_EPS, norm_eps=NORM_EPS, num_warps=4)
     return y
 
