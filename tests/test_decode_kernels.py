@@ -161,3 +161,20 @@ def test_kernel_choice_and_bad_options():
         FastOptions(step="triton", compile=True)
     with pytest.raises(ValueError, match="step must be one of"):
         FastDecoder(bf, step="cuda")
+
+
+def test_model_generate_with_the_triton_step_and_a_new_decoder_when_the_options_change():
+    import copy
+
+    from .test_generate import N_NEW, _sample
+    from .test_generate import _model as _modrwkv
+
+    model = copy.deepcopy(_modrwkv("tiny-wavenet", "mlp")).float()  # the triton step takes fp32/bf16/fp16
+    sample = _sample("series")
+    eager = model.generate(sample, max_new_tokens=N_NEW, fast=False)
+    model.generation = FastOptions(fast=True, step="triton")
+    assert model.generate(sample, max_new_tokens=N_NEW) == eager
+    assert model._fast_decoder.fused.kernels == "triton"
+    model.generation = FastOptions(fast=True, step="torch")  # no clear_generation_cache(): rebuilt all the same
+    assert model.generate(sample, max_new_tokens=N_NEW) == eager
+    assert model._fast_decoder.fused.kernels == "torch"

@@ -212,9 +212,11 @@ class ModRWKV(nn.Module):
             fast = logits.device.type == "cuda"
         if not fast:
             return decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
-        if self._fast_decoder is None or self._fast_decoder.backbone is not self.backbone:
-            self._fast_decoder = FastDecoder(self.backbone, self.generation.check_every,
-                                             compile=self.generation.compile, step=self.generation.step)
+        opts, dec = self.generation, self._fast_decoder
+        wanted = (opts.check_every, opts.compile, opts.step)
+        if dec is None or dec.backbone is not self.backbone or (dec.check_every, dec.compile, dec.step) != wanted:
+            # a new decoder when the backbone or the options changed (its graphs were recorded for the old ones)
+            self._fast_decoder = FastDecoder(self.backbone, opts.check_every, compile=opts.compile, step=opts.step)
         return self._fast_decoder.decode(logits, state, max_new_tokens, temperature, top_p, gen)
 
     def clear_generation_cache(self) -> None:
