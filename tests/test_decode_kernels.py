@@ -110,7 +110,9 @@ def _prefill(bb, n: int, t: int = 5):
     return logits[:, -1], state
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 5e-2)])
+# bf16: the kernels round where the eager step rounds, so the two agree closely (not bit for bit: fp32 sums in
+# another order can move a rounding)
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-3)])
 def test_triton_step_equals_rwkv7_step_over_several_tokens(dtype, tol):
     bb = _model(dtype)
     _, state = _prefill(bb, 3)  # non-zero states
@@ -142,6 +144,13 @@ def test_fast_decoder_triton_step_greedy_equals_eager_and_follows_weight_updates
             blk.att.g2.add_(0.5)
     want2 = decode(bb, logits, state.clone(), 10, stop_token=-1)
     assert want2 != want and dec.decode(logits, state, 10, stop_token=-1) == want2
+
+
+def test_fast_decoder_triton_step_greedy_equals_eager_in_bf16():
+    bb = _model(torch.bfloat16)
+    logits, state = _prefill(bb, 2)
+    want = decode(bb, logits, state.clone(), 12, stop_token=-1)
+    assert FastDecoder(bb, check_every=6, step="triton").decode(logits, state, 12, stop_token=-1) == want
 
 
 def test_kernel_choice_and_bad_options():

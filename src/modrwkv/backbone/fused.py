@@ -200,14 +200,14 @@ class FusedDecoder:
         x = x.contiguous()
         v_first = torch.empty_like(x)  # written by the first layer's wkv_, read by the later ones
         C = x.shape[-1]
+        dx = None  # the last output product, added to the residual by the next mix_
         for i, p in enumerate(self.layers):
             ln0 = (p["ln0_w"], p["ln0_b"]) if p["first"] else None
-            mixed, x = mix_(x, state.att_shift[i], p["ln1_w"], p["ln1_b"], p["mix6"].view(6, C), ln0)  # (6, N, C)
+            mixed, x = mix_(x, state.att_shift[i], p["ln1_w"], p["ln1_b"], p["mix6"].view(6, C), ln0, dx)  # (6, N, C)
             rkv = torch.bmm(mixed[:3], p["w_rkv"])  # (3, N, C): r, k, v
             h = lora_act_(torch.bmm(mixed[2:], p["w_lora1"]))  # (4, N, D): v, w, a, g down, activated
             up = torch.bmm(h, p["w_lora2"])  # (4, N, C)
             y = wkv_(rkv, up, p, v_first, state.wkv[i], p["first"], LOG_DECAY_SCALE)  # (N, C)
-            x = torch.addmm(x, y, p["w_out"])
-            xk, _ = mix_(x, state.ffn_shift[i], p["ln2_w"], p["ln2_b"], p["ffn_x_k"].view(1, C))  # (1, N, C)
-            x = torch.addmm(x, relu_square_(xk[0] @ p["w_key"]), p["w_value"])
-        return x
+            xk, x = mix_(x, state.ffn_shift[i], p["ln2_w"], p["ln2_b"], p["ffn_x_k"].view(1, C), dx=y @ p["w_out"])
+            dx = relu_square_(xk[0] @ p["w_key"]) @ p["w_value"]  # (N, C)
+        return x if dx is None else x + dx

@@ -2,25 +2,29 @@
 
 `FusedDecoder` (backbone/fused.py) with ``kernels="triton"`` launches per layer, for N sequences of width C:
 
-    1. `mix_`            ln0 (layer 0) + ln1, the six token-shift mixes (6, N, C), att_shift <- ln1 output
+    1. `mix_`            x = x + dx (the previous layer's channel-mix output; ln0 at layer 0), ln1, the six
+                         token-shift mixes (6, N, C), att_shift <- ln1 output
     2. torch.bmm         r, k, v = mixed[:3] @ [W_r; W_k; W_v]                                   (3, N, C)
     3. torch.bmm         LoRA down-projections mixed[2:6] @ [v1; w1; a1; g1]                     (4, N, D)
     4. `lora_act_`       identity, tanh, identity, sigmoid on the four slices, in place
     5. torch.bmm         LoRA up-projections @ [v2; w2; a2; g2]                                  (4, N, C)
     6. `wkv_`            decay, value residual, a, kk, k, the WKV-7 state update (in place), GroupNorm, the
                          r.k bonus and the gate -> y (N, C)
-    7. torch.addmm       x = x + y @ W_out
-    8. `mix_`            ln2 + the channel-mix shift (1, N, C), ffn_shift <- ln2 output
+    7. torch.mm          dx = y @ W_out
+    8. `mix_`            x = x + dx, ln2, the channel-mix shift (1, N, C), ffn_shift <- ln2 output
     9. torch.mm          h = xk @ W_key                                                           (N, F)
    10. `relu_square_`    h = relu(h)^2, in place
-   11. torch.addmm       x = x + h @ W_value
+   11. torch.mm          dx = h @ W_value (added by the next layer's `mix_`)
 
-that is 11 launches per layer (the embedding lookup, ln_out and the head come once per step). The kernels read
-their inputs in the activation dtype, compute in fp32 and round once when they store; the WKV state stays fp32.
-Every output is a new tensor or an in-place update of the static state, so the step can be captured in a CUDA graph.
+that is 11 launches per layer; once per step come the embedding lookup, the last residual add, ln_out and the head.
+The kernels compute in fp32 and round to the activation dtype wherever the eager `RWKV7.step` rounds (a no-op in
+fp32), so that bf16 decoding follows the eager path's greedy tokens; the WKV state stays fp32. Every output is a new
+tensor or an in-place update of the static state, so the step can be captured in a CUDA graph.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -29,6 +33,7 @@ import triton.language as tl
 LN_EPS = 1e-5  # nn.LayerNorm of the blocks
 GN_EPS = 64e-5  # the per-head GroupNorm (ln_x)
 NORM_EPS = 1e-12  # F.normalize of k * k_k
+_INTERPRET = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
 
 
 @triton.jit
@@ -43,27 +48,47 @@ def _layer_norm(x, w, b, offs, m, C, eps):
 
 
 @triton.jit
-def _mix_kernel(x, x_out, shift, ln0_w, ln0_b, ln_w, ln_b, mix, mixed, N, C, eps, J: tl.constexpr,
-                HAS_LN0: tl.constexpr, BLOCK: tl.constexpr):
-    """One program per row n: x [N, C] -> (layer 0: ln0(x) into x_out), xa = ln(x), mixed[j, n] = xa +
-    (shift[n] - xa) * mix[j] for j < J, shift[n] <- xa."""
+def _rnd(x, like):
+    """x (fp32) rounded to the element type of the pointer ``like`` and back: where the eager step rounds."""
+    if _INTERPRET:
+        if like.dtype.element_ty == tl.bfloat16:
+            # Triton's CPU interpreter truncates fp32 -> bf16 where a GPU rounds to nearest even: round here
+            bits = x.to(tl.uint32, bitcast=True)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+            x = bits.to(tl.float32, bitcast=True)
+    return x.to(like.dtype.element_ty).to(tl.float32)
+
+
+@triton.jit
+def _cast(x, like):
+    """x (fp32) in the element type of the pointer ``like``, rounded to nearest (for a store)."""
+    return _rnd(x, like).to(like.dtype.element_ty)
+
+
+@triton.jit
+def _mix_kernel(x, dx, x_out, shift, ln0_w, ln0_b, ln_w, ln_b, mix, mixed, N, C, eps, J: tl.constexpr,
+                HAS_LN0: tl.constexpr, HAS_DX: tl.constexpr, BLOCK: tl.constexpr):
+    """One program per row n of x [N, C]: the residual x' = ln0(x) (layer 0) or x + dx (HAS_DX) or x, stored into
+    x_out when it changed; xa = ln(x'), mixed[j, n] = xa + (shift[n] - xa) * mix[j] for j < J; shift[n] <- xa."""
     n = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
     m = offs < C
     row = n.to(tl.int64) * C
     xv = tl.load(x + row + offs, mask=m, other=0.0).to(tl.float32)
+    if HAS_DX:
+        xv = _rnd(xv + tl.load(dx + row + offs, mask=m, other=0.0).to(tl.float32), x_out)
+        tl.store(x_out + row + offs, _cast(xv, x_out), mask=m)
     if HAS_LN0:
-        x0 = _layer_norm(xv, ln0_w, ln0_b, offs, m, C, eps).to(x_out.dtype.element_ty)
-        tl.store(x_out + row + offs, x0, mask=m)
-        xv = tl.where(m, x0.to(tl.float32), 0.0)
-    xa = _layer_norm(xv, ln_w, ln_b, offs, m, C, eps).to(mixed.dtype.element_ty)
-    sh = tl.load(shift + row + offs, mask=m, other=0.0).to(mixed.dtype.element_ty).to(tl.float32)
-    xf = xa.to(tl.float32)
-    d = sh - xf
+        xv = tl.where(m, _rnd(_layer_norm(xv, ln0_w, ln0_b, offs, m, C, eps), x_out), 0.0)
+        tl.store(x_out + row + offs, _cast(xv, x_out), mask=m)
+    xa = _rnd(_layer_norm(xv, ln_w, ln_b, offs, m, C, eps), mixed)
+    sh = _rnd(tl.load(shift + row + offs, mask=m, other=0.0).to(tl.float32), mixed)
+    d = _rnd(sh - xa, mixed)  # the eager step's xx = shift - x
     for j in tl.static_range(J):
         mj = tl.load(mix + j * C + offs, mask=m, other=0.0).to(tl.float32)
-        tl.store(mixed + (j * N + n).to(tl.int64) * C + offs, (xf + d * mj).to(mixed.dtype.element_ty), mask=m)
-    tl.store(shift + row + offs, xa.to(shift.dtype.element_ty), mask=m)
+        out = xa + _rnd(d * mj, mixed)
+        tl.store(mixed + (j * N + n).to(tl.int64) * C + offs, _cast(out, mixed), mask=m)
+    tl.store(shift + row + offs, _cast(xa, shift), mask=m)
 
 
 @triton.jit
@@ -76,8 +101,8 @@ def _lora_act_kernel(h, N, D, BLOCK: tl.constexpr):
     p_g = h + (3 * N + n).to(tl.int64) * D + offs
     hw = tl.load(p_w, mask=m, other=0.0).to(tl.float32)
     hg = tl.load(p_g, mask=m, other=0.0).to(tl.float32)
-    tl.store(p_w, (2.0 * tl.sigmoid(2.0 * hw) - 1.0).to(h.dtype.element_ty), mask=m)  # tanh
-    tl.store(p_g, tl.sigmoid(hg).to(h.dtype.element_ty), mask=m)
+    tl.store(p_w, _cast(2.0 * tl.sigmoid(2.0 * hw) - 1.0, h), mask=m)  # tanh
+    tl.store(p_g, _cast(tl.sigmoid(hg), h), mask=m)
 
 
 @triton.jit
@@ -101,30 +126,34 @@ def _wkv_kernel(rkv, up, w0, a0, v0, k_k, k_a, r_k, lnx_w, lnx_b, v_first, state
     lw = tl.load(up + plane + row).to(tl.float32)
     la = tl.load(up + 2 * plane + row).to(tl.float32)
     g = tl.load(up + 3 * plane + row).to(tl.float32)
-    w = DECAY_SCALE * tl.sigmoid(tl.load(w0 + ch).to(tl.float32) + lw)  # log decay
+    # every product and sum is rounded to the activation dtype where the eager step rounds (no-ops in fp32)
+    w = _rnd(DECAY_SCALE * _rnd(tl.sigmoid(_rnd(tl.load(w0 + ch).to(tl.float32) + lw, y)), y), y)  # log decay
     if FIRST:
-        tl.store(v_first + row, v.to(v_first.dtype.element_ty))
+        tl.store(v_first + row, _cast(v, v_first))
     else:
         vf = tl.load(v_first + row).to(tl.float32)
-        v = v + (vf - v) * tl.sigmoid(tl.load(v0 + ch).to(tl.float32) + lv)  # value residual
-    a = tl.sigmoid(tl.load(a0 + ch).to(tl.float32) + la)  # in-context learning rate
-    kk = k * tl.load(k_k + ch).to(tl.float32)
-    kk = kk / tl.maximum(tl.sqrt(tl.sum(kk * kk, axis=0)), norm_eps)  # F.normalize per head
-    k = k * (1.0 + (a - 1.0) * tl.load(k_a + ch).to(tl.float32))
-    # S' = diag(e^w) S + b sa^T + k v^T with a_kernel = -kk, b = kk * a, sa = a_kernel^T S; o = S'^T r
+        gate = _rnd(tl.sigmoid(_rnd(tl.load(v0 + ch).to(tl.float32) + lv, y)), y)
+        v = _rnd(v + _rnd(_rnd(vf - v, y) * gate, y), y)  # value residual
+    a = _rnd(tl.sigmoid(_rnd(tl.load(a0 + ch).to(tl.float32) + la, y)), y)  # in-context learning rate
+    kk = _rnd(k * tl.load(k_k + ch).to(tl.float32), y)
+    kk = _rnd(kk / tl.maximum(_rnd(tl.sqrt(tl.sum(kk * kk, axis=0)), y), norm_eps), y)  # F.normalize per head
+    k = _rnd(k * _rnd(1.0 + _rnd(_rnd(a - 1.0, y) * tl.load(k_a + ch).to(tl.float32), y), y), y)
+    b = _rnd(kk * a, y)
+    # S' = diag(e^w) S + b sa^T + k v^T with a_kernel = -kk, sa = a_kernel^T S; o = S'^T r
     s_ptrs = state + pid.to(tl.int64) * K * K + o[:, None] * K + o[None, :]
     S = tl.load(s_ptrs)  # [K, V]
     sa = tl.sum(-kk[:, None] * S, axis=0)  # [V]
-    S = tl.exp(w)[:, None] * S + (kk * a)[:, None] * sa[None, :] + k[:, None] * v[None, :]
+    S = tl.exp(w)[:, None] * S + b[:, None] * sa[None, :] + k[:, None] * v[None, :]
     tl.store(s_ptrs, S)
-    out = tl.sum(r[:, None] * S, axis=0).to(y.dtype.element_ty).to(tl.float32)  # [V], o in r's dtype
+    out = _rnd(tl.sum(r[:, None] * S, axis=0), y)  # [V], o in the activation dtype
     # GroupNorm of the head, the r.k bonus (with the modified k), the gate
     mean = tl.sum(out, axis=0) / K
     d = out - mean
     gn = d / tl.sqrt(tl.sum(d * d, axis=0) / K + gn_eps)
-    gn = gn * tl.load(lnx_w + ch).to(tl.float32) + tl.load(lnx_b + ch).to(tl.float32)
-    bonus = tl.sum(r * k * tl.load(r_k + ch).to(tl.float32), axis=0) * v
-    tl.store(y + row, ((gn + bonus) * g).to(y.dtype.element_ty))
+    gn = _rnd(gn * tl.load(lnx_w + ch).to(tl.float32) + tl.load(lnx_b + ch).to(tl.float32), y)
+    rk = _rnd(_rnd(r * k, y) * tl.load(r_k + ch).to(tl.float32), y)
+    bonus = _rnd(_rnd(tl.sum(rk, axis=0), y) * v, y)
+    tl.store(y + row, _cast(_rnd(gn + bonus, y) * g, y))
 
 
 @triton.jit
@@ -133,7 +162,7 @@ def _relu_square_kernel(h, numel, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = offs < numel
     x = tl.maximum(tl.load(h + offs, mask=m, other=0.0).to(tl.float32), 0.0)
-    tl.store(h + offs, (x * x).to(h.dtype.element_ty), mask=m)
+    tl.store(h + offs, _cast(x * x, h), mask=m)
 
 
 def _warps(block: int) -> int:
@@ -147,18 +176,22 @@ def _contiguous(**tensors) -> None:
 
 
 def mix_(x: torch.Tensor, shift: torch.Tensor, ln_w: torch.Tensor, ln_b: torch.Tensor, mix: torch.Tensor,
-         ln0: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """x (N, C), shift (N, C) (updated in place to ln(x')), mix (J, C); ``ln0`` = (weight, bias) at layer 0.
-    Returns (mixed (J, N, C) in x's dtype: x' + (shift - x') * mix[j] with x' = ln(x), x after ln0 (else x))."""
+         ln0: tuple[torch.Tensor, torch.Tensor] | None = None,
+         dx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, C), shift (N, C) (updated in place to ln(x')), mix (J, C); the residual x' is ln0(x) with ``ln0`` =
+    (weight, bias) (layer 0), x + dx with ``dx`` (N, C) (the previous output product), else x.
+    Returns (mixed (J, N, C) in x's dtype: x'' + (shift - x'') * mix[j] with x'' = ln(x'), and x')."""
     N, C = x.shape
     J = mix.shape[0]
-    _contiguous(x=x, shift=shift, mix=mix)
+    if ln0 is not None and dx is not None:
+        raise ValueError("mix_: pass ln0 (the first layer) or dx (a residual to add), not both")
+    _contiguous(x=x, shift=shift, mix=mix, **({} if dx is None else {"dx": dx}))
     mixed = torch.empty(J, N, C, dtype=x.dtype, device=x.device)
-    x_out = torch.empty_like(x) if ln0 is not None else x
+    x_out = x if ln0 is None and dx is None else torch.empty_like(x)
     ln0_w, ln0_b = ln0 if ln0 is not None else (ln_w, ln_b)
     block = triton.next_power_of_2(C)
-    _mix_kernel[(N,)](x, x_out, shift, ln0_w, ln0_b, ln_w, ln_b, mix, mixed, N, C, LN_EPS, J=J,
-                      HAS_LN0=ln0 is not None, BLOCK=block, num_warps=_warps(block))
+    _mix_kernel[(N,)](x, x if dx is None else dx, x_out, shift, ln0_w, ln0_b, ln_w, ln_b, mix, mixed, N, C, LN_EPS,
+                      J=J, HAS_LN0=ln0 is not None, HAS_DX=dx is not None, BLOCK=block, num_warps=_warps(block))
     return mixed, x_out
 
 
