@@ -1,4 +1,5 @@
-"""The fast decoder on a real GPU (fused step + CUDA graphs + device sampling) against the eager loop.
+"""The fast decoder on a real GPU (fused step + CUDA graphs + device sampling) against the eager loop, and the fused
+step's Triton kernels against its torch step.
 
 Skipped without CUDA. On the device machine: PYTHONPATH=src python -m pytest -q -m gpu tests/gpu/test_generate_gpu.py
 (no open_clip/whisper/World tokenizer needed: a stand-in encoder and a byte tokenizer).
@@ -12,8 +13,10 @@ from torch import nn
 
 from modrwkv.adapters import build_adapter
 from modrwkv.backbone import RWKV7, RWKV7Config
+from modrwkv.backbone.fused import FusedDecoder
 from modrwkv.data.chat import ChatTemplate
 from modrwkv.generation import FastDecoder, decode
+from modrwkv.generation.fast import capture_graph
 from modrwkv.model import ModRWKV
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -169,9 +172,6 @@ def test_triton_step_equals_torch_step_and_replays_in_a_cuda_graph(size, dtype, 
     """`FusedDecoder`'s Triton kernels against its torch step (same products) over several tokens, at the tiny
     width and at the 1.5B width (C=2048, 32 heads, 1.5B LoRA ranks; 2 layers), then one step captured in a CUDA
     graph and replayed from a restored state: the graph's logits and state equal an eager call's."""
-    from modrwkv.backbone.fused import FusedDecoder
-    from modrwkv.generation.fast import capture_graph
-
     torch.manual_seed(0)
     with torch.device("cuda"):
         bb = RWKV7(RWKV7Config.from_name(size, n_layer=2, vocab_size=1000))
