@@ -3,6 +3,7 @@ RWKV-7 with a SigLIP2-B/16-384-shaped tower (random weights, bf16), as a user wh
 
     python bench/generate_api.py [--size 1.5b] [--ctx 1024 16384 65536] [--new 129] [--batch 64] [--peer]
     python bench/generate_api.py --smoke        # CPU, tiny sizes, seconds (fused step, no CUDA graphs)
+    python bench/generate_api.py --step triton --compare-step torch   # also the torch step's batch-1 row
 
 Measured, in this order, in one process:
 - first call: the very first `generate` (one image + a 32-token question, 32 new tokens) of the process, wall clock:
@@ -36,6 +37,7 @@ import common
 import numpy as np
 import torch
 
+from modrwkv.backbone.fused import KERNELS
 from modrwkv.data.chat import TURN_END
 from modrwkv.generation.fast import FastOptions
 
@@ -152,6 +154,7 @@ def state_bytes(backbone, n: int = 1) -> int:
 def run_ours(args, device, dtype, bw, res, save) -> None:
     tiny = args.size == "tiny"
     model = build(args.size, device, dtype, tiny)
+    model.generation = FastOptions(step=args.step)
     enc = model.encoder
     image = torch.randn(3, enc.image_size, enc.image_size, generator=torch.Generator().manual_seed(0))
     sample = {"modality": "image", "image": image}
@@ -167,6 +170,7 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
     res["fast_path"] = dec is not None
     res["graphs"] = bool(dec and dec.use_graphs)
     res["captures_after_first_call"] = dec.captures if dec else None
+    res["step_kernels"] = dec.fused.kernels if dec else None
     print(f"first generate call {res['first_call_s']:.2f} s (graphs {res['graphs']}, captures "
           f"{res['captures_after_first_call']})", flush=True)
     save()
@@ -249,6 +253,19 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
               f"{total - timer.last_s:.2f} s, peak {common.peak_gib(device) or 0:.2f} GiB", flush=True)
         save()
 
+    for step in args.compare_step or []:  # the same batch-1 row with another step implementation, same process
+        model.generation = FastOptions(step=step)
+        model.clear_generation_cache()
+        model.answer_ids(first, [question], max_new_tokens=8)  # capture outside the timing
+        row = per_token(lambda n: model.answer_ids(first, [question], max_new_tokens=n), args.new, device, args.reps)
+        dec = model._fast_decoder  # None on the CPU, where the eager loop decodes
+        row.update(step_kernels=dec.fused.kernels if dec else None, ctx=first.num_tokens)
+        res.setdefault("compare_step", []).append(row)
+        print(f"step {step} ({row['step_kernels']}), ctx {row['ctx']}: {row['ms_per_step']:.3f} ms/token", flush=True)
+        model.generation = FastOptions(step=args.step)
+        model.clear_generation_cache()
+        save()
+
     if args.compile:
         model.generation = FastOptions(compile=True)
         model.clear_generation_cache()
@@ -307,6 +324,9 @@ def main(argv=None):
     ap.add_argument("--b16-ctx", type=int, default=16384, help="context of the batch-16 row (0: skip)")
     ap.add_argument("--new-b16", type=int, default=33)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--step", default="auto", choices=KERNELS, help="the fused step's kernels (generation.step)")
+    ap.add_argument("--compare-step", nargs="*", choices=KERNELS, default=[],
+                    help="also time batch 1 at the first context with these steps (e.g. torch triton)")
     ap.add_argument("--compile", action="store_true", help="also the torch.compile'd fused step")
     ap.add_argument("--peer", action="store_true", help="also transformers' Qwen2-1.5B with a static cache")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")

@@ -49,7 +49,7 @@ class ModRWKV(nn.Module):
             `modrwkv.adapters.build_adapter`), so widths come from the encoder and backbone, never from config.
         backbone: an `RWKV7`.
         template: the ChatTemplate (default: World tokenizer, User / Assistant).
-        generation: decoding options (`FastOptions` or a dict: fast, check_every, compile; config ``generation``).
+        generation: decoding options (`FastOptions` or a dict: fast, check_every, compile, step; config ``generation``).
     """
 
     def __init__(self, encoder, adapter: nn.Module | Callable[[int, int], nn.Module], backbone,
@@ -214,9 +214,11 @@ class ModRWKV(nn.Module):
         gen = make_generator(seed, logits.device)
         if not self._use_fast(fast, logits.device):
             return decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
-        if self._fast_decoder is None or self._fast_decoder.backbone is not self.backbone:
-            self._fast_decoder = FastDecoder(self.backbone, self.generation.check_every,
-                                             compile=self.generation.compile)
+        opts, dec = self.generation, self._fast_decoder
+        wanted = (opts.check_every, opts.compile, opts.step)
+        if dec is None or dec.backbone is not self.backbone or (dec.check_every, dec.compile, dec.step) != wanted:
+            # a new decoder when the backbone or the options changed (its graphs were recorded for the old ones)
+            self._fast_decoder = FastDecoder(self.backbone, opts.check_every, compile=opts.compile, step=opts.step)
         return self._fast_decoder.decode(logits, state, max_new_tokens, temperature, top_p, gen)
 
     def _use_fast(self, fast: bool | None, device: torch.device) -> bool:

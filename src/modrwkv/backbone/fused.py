@@ -15,9 +15,16 @@ and, with ``compile=True``, the elementwise work between the products fused by t
 runs eagerly between the two compiled halves of a layer). The stacked weights are copies: decoding holds the
 projection weights twice (for the 1.5B model about 0.6 GB more in bf16). After the weights change in place, `refresh_`
 updates the copies.
+
+Two implementations of the elementwise work (``kernels``): "torch", the batched PyTorch ops above (optionally
+compiled), and "triton", a few Triton kernels between the same products (kernels/triton_decode_layer.py: 11 launches
+per layer). "auto" takes triton on a CUDA device for fp32/bf16/fp16 weights with a power-of-two head size when the
+step is not compiled, torch otherwise.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -69,15 +76,50 @@ def _post(x, o, r, k, v, g, ffn_shift, ln_x_w, ln_x_b, r_k, w_out, ln2_w, ln2_b,
     return x + torch.relu(xk @ w_key) ** 2 @ w_value
 
 
+KERNELS = ("auto", "torch", "triton")
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def resolve_kernels(kernels: str, model, compile: bool = False) -> str:
+    """The step implementation for ``model``: "torch" or "triton" (see the module docstring); ValueError when
+    ``kernels`` is unknown or "triton" cannot run here."""
+    if kernels not in KERNELS:
+        raise ValueError(f"FusedDecoder: kernels must be one of {KERNELS}, got {kernels!r}")
+    weight = model.emb.weight
+    head = model.config.head_size
+    problem = None
+    if weight.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
+        problem = f"the weights are on {weight.device.type}, not a CUDA device"
+    elif weight.dtype not in _TRITON_DTYPES:
+        problem = f"the weights are {weight.dtype}, not one of fp32/bf16/fp16"
+    elif head & (head - 1):
+        problem = f"the head size {head} is not a power of two"
+    elif compile:
+        problem = "compile=True applies to the torch step"
+    else:
+        try:
+            from ..kernels import triton_decode_layer  # noqa: F401
+        except ImportError as e:
+            problem = f"Triton is not available ({e})"
+    if kernels == "auto":
+        return "torch" if problem or weight.device.type != "cuda" else "triton"
+    if kernels == "triton" and problem:
+        raise ValueError(f"FusedDecoder: kernels='triton' cannot run: {problem}; use kernels='torch' "
+                         "(generation.step=torch)")
+    return kernels
+
+
 class FusedDecoder:
     """Batched-weight RWKV-7 decode step over static state buffers; same outputs as `RWKV7.step`.
 
     ``step_(input_ids, state)`` advances ``state`` (an RWKV7State) in place and returns logits (N, V).
+    ``kernels``: "auto", "torch" or "triton" (module docstring); the choice made is ``self.kernels``.
     """
 
-    def __init__(self, model, compile: bool = False, compile_backend: str = "inductor"):
+    def __init__(self, model, compile: bool = False, compile_backend: str = "inductor", kernels: str = "auto"):
         self.model = model
         self.n_head = model.config.n_head
+        self.kernels = resolve_kernels(kernels, model, compile)
         with torch.no_grad():
             self.layers = [self._layer(blk) for blk in model.blocks]
         self.pre, self.post = _pre, _post
@@ -113,7 +155,7 @@ class FusedDecoder:
         def pad_rows(m):  # (d, C) -> (d_max, C)
             return F.pad(m, (0, 0, 0, d_max - m.shape[0]))
 
-        return dict(
+        return dict(  # mix6 (6, 1, C) is also the triton mix kernel's contiguous (6, C)
             mix6=torch.cat([att.x_r, att.x_k, att.x_v, att.x_w, att.x_a, att.x_g]).view(6, 1, cfg.n_embd),
             w_rkv=torch.stack([att.receptance.weight.t(), att.key.weight.t(), att.value.weight.t()]),
             w_lora1=torch.stack([pad_cols(att.v1), pad_cols(att.w1), pad_cols(att.a1), pad_cols(att.g1)]),
@@ -133,6 +175,8 @@ class FusedDecoder:
         """One token for each of N sequences: ids (N,) or embeddings (N, C); ``state`` is updated in place."""
         model = self.model
         x = model.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.kernels == "triton":
+            return model.head(model.ln_out(self._triton_layers(x, state)))
         v_first = None
         for i, p in enumerate(self.layers):
             x, r, w, k, v, a, b, g, v_first = self.pre(
@@ -147,3 +191,23 @@ class FusedDecoder:
             # the WKV state in place too (static addresses for CUDA graphs); the shift states were written above
             state.wkv[i].copy_(new_wkv)
         return model.head(model.ln_out(x))
+
+    def _triton_layers(self, x: torch.Tensor, state) -> torch.Tensor:
+        """All blocks with the Triton kernels (kernels/triton_decode_layer.py lists the 11 launches per layer);
+        x (N, C) -> (N, C), ``state`` advanced in place."""
+        from ..kernels.triton_decode_layer import lora_act_, mix_, relu_square_, wkv_
+
+        x = x.contiguous()
+        v_first = torch.empty_like(x)  # written by the first layer's wkv_, read by the later ones
+        C = x.shape[-1]
+        dx = None  # the last output product, added to the residual by the next mix_
+        for i, p in enumerate(self.layers):
+            ln0 = (p["ln0_w"], p["ln0_b"]) if p["first"] else None
+            mixed, x = mix_(x, state.att_shift[i], p["ln1_w"], p["ln1_b"], p["mix6"].view(6, C), ln0, dx)  # (6, N, C)
+            rkv = torch.bmm(mixed[:3], p["w_rkv"])  # (3, N, C): r, k, v
+            h = lora_act_(torch.bmm(mixed[2:], p["w_lora1"]))  # (4, N, D): v, w, a, g down, activated
+            up = torch.bmm(h, p["w_lora2"])  # (4, N, C)
+            y = wkv_(rkv, up, p, v_first, state.wkv[i], p["first"], LOG_DECAY_SCALE)  # (N, C)
+            xk, x = mix_(x, state.ffn_shift[i], p["ln2_w"], p["ln2_b"], p["ffn_x_k"].view(1, C), dx=y @ p["w_out"])
+            dx = relu_square_(xk[0] @ p["w_key"]) @ p["w_value"]  # (N, C)
+        return x if dx is None else x + dx

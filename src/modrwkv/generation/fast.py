@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modrwkv.backbone.fused import FusedDecoder
+from modrwkv.backbone.fused import KERNELS, FusedDecoder
 from modrwkv.backbone.state import RWKV7State
 from modrwkv.data.chat import TURN_END
 
@@ -35,12 +35,15 @@ class FastOptions:
     """How `ModRWKV` decodes. ``fast``: None = the fast decoder on a GPU, the eager loop on the CPU; True / False
     force one (True on the CPU: the fused step without graphs). ``check_every``: tokens between stop-token checks.
     ``compile``: torch.compile the fused step's elementwise work (slower first call). ``prefill_chunk``: the most
-    prompt tokens read in one forward (longer prompts and larger batches are read in pieces: bounded memory)."""
+    prompt tokens read in one forward (longer prompts and larger batches are read in pieces: bounded memory).
+    ``step``: the fused step's elementwise kernels, "auto" (Triton on a GPU unless ``compile``), "triton" or "torch"
+    (`modrwkv.backbone.fused.FusedDecoder`)."""
 
     fast: bool | None = None
     check_every: int = 8
     compile: bool = False
     prefill_chunk: int = 16384
+    step: str = "auto"
 
     def __post_init__(self):
         if self.fast not in (None, True, False):
@@ -51,6 +54,10 @@ class FastOptions:
             raise ValueError(f"generation.prefill_chunk must be an integer >= 1, got {self.prefill_chunk!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"generation.compile must be true or false, got {self.compile!r}")
+        if self.step not in KERNELS:
+            raise ValueError(f"generation.step must be one of {KERNELS}, got {self.step!r}")
+        if self.step == "triton" and self.compile:
+            raise ValueError("generation.compile=true compiles the torch step: use generation.step=torch or auto")
 
 
 def bucket_size(n: int) -> int:
@@ -94,12 +101,17 @@ def _autocast_key(device: torch.device):
 
 
 class FastDecoder:
-    """Batched decoding for one `RWKV7` backbone; see the module docstring. ``graphs``: None = on CUDA."""
+    """Batched decoding for one `RWKV7` backbone; see the module docstring. ``graphs``: None = on CUDA.
+    ``step``: `FusedDecoder`'s kernels ("auto", "triton", "torch")."""
 
-    def __init__(self, backbone, check_every: int = 8, graphs: bool | None = None, compile: bool = False):
+    def __init__(self, backbone, check_every: int = 8, graphs: bool | None = None, compile: bool = False,
+                 step: str = "auto"):
+        if step not in KERNELS:
+            raise ValueError(f"FastDecoder: step must be one of {KERNELS}, got {step!r}")
         self.backbone = backbone
         self.check_every = int(check_every)
         self.compile = compile
+        self.step = step
         self.device = backbone.emb.weight.device
         self.use_graphs = self.device.type == "cuda" if graphs is None else bool(graphs)
         if self.use_graphs and self.device.type != "cuda":
@@ -115,7 +127,7 @@ class FastDecoder:
         addresses = tuple((p.data_ptr(), p.dtype, p.device) for p in params)
         versions = tuple(p._version for p in params)
         if addresses != self._addresses:  # new tensors: everything that points at them is rebuilt
-            self.fused = FusedDecoder(self.backbone, compile=self.compile)
+            self.fused = FusedDecoder(self.backbone, compile=self.compile, kernels=self.step)
             self.device = self.backbone.emb.weight.device
             self.capacity, self.graphs = 0, {}
             self._addresses = addresses
