@@ -42,11 +42,19 @@ def token_mix_matmul_backward_op(douts: list[torch.Tensor], x: torch.Tensor, pre
     """[d outs[j]] -> [dx (B, T, C), dprev (N, C) or (0, C), dmix (M, C), dweights[j] (C, D_j) contiguous]."""
     C = x.shape[-1]
     mixed = token_mix_forward(x, prev, cu_seqlens, mix, weights[0].dtype)  # (M, B, T, C) recomputed
-    dmixed = torch.zeros_like(mixed)
+    dmixed = torch.empty_like(mixed)
+    written = set()
     dweights = []
     for s, w, g in zip(sources, weights, douts):
-        dmixed[s] += torch.matmul(g, w.t())  # (B, T, C)
-        dweights.append(torch.matmul(mixed[s].reshape(-1, C).t(), g.reshape(-1, g.shape[-1])).to(w.dtype))
+        g2 = g.reshape(-1, g.shape[-1])  # (B*T, D_j)
+        if s in written:  # a second product of the same mix: accumulate in place
+            dmixed[s].view(-1, C).addmm_(g2, w.t())
+        else:
+            torch.mm(g2, w.t(), out=dmixed[s].view(-1, C))
+            written.add(s)
+        dweights.append(torch.mm(mixed[s].view(-1, C).t(), g2).to(w.dtype))
+    for s in set(range(mix.shape[0])) - written:  # a mix no product reads
+        dmixed[s].zero_()
     del mixed
     dx, dprev, dmix = token_mix_backward(dmixed, x, prev, cu_seqlens, mix)
     return [dx, dprev, dmix, *dweights]

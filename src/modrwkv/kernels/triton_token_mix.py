@@ -138,7 +138,7 @@ def token_mix_forward(x: torch.Tensor, prev: torch.Tensor | None, cu_seqlens: to
         return out
     grid = (triton.cdiv(R, BLOCK_R), triton.cdiv(C, BLOCK_C))
     token_mix_fwd_kernel[grid](x, prev_arg, table, mix.contiguous(), out, R, T, C, M=M, HAS_PREV=prev is not None,
-                               VARLEN=cu_seqlens is not None, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
+                               VARLEN=cu_seqlens is not None, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, num_warps=4)
     return out
 
 
@@ -157,5 +157,5 @@ def token_mix_backward(dout: torch.Tensor, x: torch.Tensor, prev: torch.Tensor |
         token_mix_bwd_kernel[grid](dout, x, prev_arg, table, mix.contiguous(), dx, dprev if prev is not None else x,
                                    parts, R, T, C, M=M, M_PAD=triton.next_power_of_2(M), HAS_PREV=prev is not None,
                                    VARLEN=cu_seqlens is not None, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C,
-                                   ROW_TILES=ROW_TILES)
+                                   ROW_TILES=ROW_TILES, num_warps=8)
     return dx, dprev, parts.sum(0).to(mix.dtype)
