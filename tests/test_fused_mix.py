@@ -231,3 +231,17 @@ def test_fused_block_saves_fewer_activations():
     # the six time-mix mixes and the shift difference (7 x B*T*C) become x; the channel mix keeps x, not xx + mix
     BTC = x.numel() * x.element_size()
     assert used[True] <= used[False] - 6 * BTC, used
+
+
+def test_token_mix_matmul_under_autocast_has_linear_dtypes():
+    """Under autocast the products run in the autocast dtype (as F.linear would) and the fp32 inputs get fp32
+    gradients."""
+    x, prev, cu, mix = _inputs("varlen", True, 2)
+    w = torch.randn(x.shape[-1], 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (out,), last = token_mix_matmul(x, prev, cu, mix, [w], [1])
+        ref = torch.nn.functional.linear(reference_mix(x, prev, cu, mix)[0][1], w.t())
+    assert out.dtype == ref.dtype == torch.bfloat16 and last.dtype == torch.float32
+    assert rel(out, ref) < 2e-2
+    for t, g in zip((x, prev, mix, w), grads((out,), (x, prev, mix, w))):
+        assert g.dtype == t.dtype == torch.float32
