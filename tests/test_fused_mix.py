@@ -49,6 +49,7 @@ CASES = {  # name: (B, T, C, cu_seqlens)
     "batch": (2, 37, 130, None),
     "varlen": (1, 45, 96, [0, 1, 1, 17, 18, 45]),  # a length-1 sequence, an empty one, uneven lengths
     "varlen_empty_last": (1, 40, 64, [0, 39, 40, 40]),
+    "one_token": (3, 1, 64, None),
 }
 
 

@@ -44,8 +44,10 @@ def start_table(cu_seqlens: torch.Tensor, n_rows: int) -> torch.Tensor:
 def _row_start(rows, table_ptr, R, T, VARLEN: tl.constexpr):
     """Index of the sequence starting at each of ``rows`` (-1 where none starts or past the end)."""
     if VARLEN:
-        return tl.load(table_ptr + rows, mask=rows < R, other=-1)
-    return tl.where((rows % T == 0) & (rows < R), rows // T, -1)
+        seq = tl.load(table_ptr + rows, mask=rows < R, other=-1)
+    else:
+        seq = tl.where((rows % T == 0) & (rows < R), rows // T, -1)
+    return seq
 
 
 @triton.jit
@@ -76,7 +78,8 @@ def token_mix_fwd_kernel(x_ptr, prev_ptr, table_ptr, mix_ptr, out_ptr, R, T, C,
     for m in tl.static_range(M):
         mv = tl.load(mix_ptr + m * C + cols, mask=cmask, other=0.0).to(tl.float32)
         y = x + xx * mv[None, :]
-        tl.store(out_ptr + m * R.to(tl.int64) * C + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
+        out_offs = (rows.to(tl.int64) + m * R)[:, None] * C + cols[None, :]  # row m * R + r of (M * R, C)
+        tl.store(out_ptr + out_offs, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -89,7 +92,6 @@ def token_mix_bwd_kernel(dout_ptr, x_ptr, prev_ptr, table_ptr, mix_ptr, dx_ptr, 
     cmask = cols < C
     ms = tl.arange(0, M_PAD)
     acc = tl.zeros((M_PAD, BLOCK_C), dtype=tl.float32)  # dmix partial sums of this program's rows
-    RC = R.to(tl.int64) * C
     for it in tl.range(ROW_TILES):
         rows = (pid_r * ROW_TILES + it) * BLOCK_R + tl.arange(0, BLOCK_R)
         rmask = rows < R
@@ -105,8 +107,9 @@ def token_mix_bwd_kernel(dout_ptr, x_ptr, prev_ptr, table_ptr, mix_ptr, dx_ptr, 
         dsh = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)  # d shift(x) of these rows
         for m in tl.static_range(M):
             mv = tl.load(mix_ptr + m * C + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
-            g = tl.load(dout_ptr + m * RC + offs, mask=mask, other=0.0).to(tl.float32)
-            gn = tl.load(dout_ptr + m * RC + offs + C, mask=nmask, other=0.0).to(tl.float32)
+            g_offs = (rows.to(tl.int64) + m * R)[:, None] * C + cols[None, :]  # row m * R + r of (M * R, C)
+            g = tl.load(dout_ptr + g_offs, mask=mask, other=0.0).to(tl.float32)
+            gn = tl.load(dout_ptr + g_offs + C, mask=nmask, other=0.0).to(tl.float32)
             dx += g * (1.0 - mv) + gn * mv
             dsh += g * mv
             acc = tl.where(ms[:, None] == m, acc + tl.sum(g * xx, axis=0)[None, :], acc)
