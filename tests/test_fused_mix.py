@@ -50,6 +50,7 @@ CASES = {  # name: (B, T, C, cu_seqlens)
     "varlen": (1, 45, 96, [0, 1, 1, 17, 18, 45]),  # a length-1 sequence, an empty one, uneven lengths
     "varlen_empty_last": (1, 40, 64, [0, 39, 40, 40]),
     "one_token": (3, 1, 64, None),
+    "several_programs": (1, 600, 64, [0, 255, 256, 257, 600]),  # cuts at a backward program edge (256 rows)
 }
 
 
