@@ -6,7 +6,7 @@ import torch
 
 from ..weights import WeightFileMissing, resolve_checkpoint
 from .config import RWKV7Config
-from .model import RWKV7
+from .model import RWKV7, check_fused_mix
 
 __all__ = ["WeightFileMissing", "build_backbone", "resolve_checkpoint"]  # the lookup is modrwkv.weights'
 
@@ -20,6 +20,7 @@ def build_backbone(size: str = "tiny", checkpoint: str | None = None, weights_di
     ``compile`` torch.compiles the blocks (`RWKV7.compile_blocks`; the first steps take longer while it compiles).
     ``fused_mix``: the fused token-shift operator of `RWKV7` (CUDA), less activation memory.
     """
+    check_fused_mix(fused_mix)  # before building
     model = _build(size, checkpoint, weights_dir, wkv_backend, grad_checkpointing, device, **overrides)
     model.fused_mix = fused_mix
     return model.compile_blocks() if compile and device != "meta" else model

@@ -21,6 +21,13 @@ from .layers import Block
 from .state import RWKV7State
 
 
+def check_fused_mix(value) -> bool:
+    """The ``fused_mix`` option, or a ValueError naming the config key."""
+    if not isinstance(value, bool):
+        raise ValueError(f"backbone.module.fused_mix must be true or false, got {value!r}")
+    return value
+
+
 class RWKV7(nn.Module):
     """RWKV-7 language model.
 
@@ -59,9 +66,7 @@ class RWKV7(nn.Module):
 
     @fused_mix.setter
     def fused_mix(self, value: bool) -> None:
-        if not isinstance(value, bool):
-            raise ValueError(f"backbone.module.fused_mix must be true or false, got {value!r}")
-        self._fused_mix = value
+        self._fused_mix = check_fused_mix(value)
 
     # ---- state -------------------------------------------------------------------------------------------------
     def empty_state(self, n: int, device=None, dtype=None) -> RWKV7State:

@@ -155,7 +155,8 @@ def token_mix_backward(dout: torch.Tensor, x: torch.Tensor, prev: torch.Tensor |
     M, C = mix.shape
     R, T, table, prev_arg = _launch_args(x, prev, cu_seqlens)
     dx = torch.empty_like(x)
-    dprev = torch.zeros_like(prev) if prev is not None else x.new_empty(0, C)  # empty sequences get no gradient
+    # contiguous like the fake (register_fake) outputs; empty sequences get no gradient
+    dprev = prev.new_zeros(prev.shape) if prev is not None else x.new_empty(0, C)
     n_prog = triton.cdiv(R, BWD_BLOCK_R * ROW_TILES)
     parts = torch.empty(n_prog, M, C, dtype=torch.float32, device=x.device)
     if R > 0:
