@@ -1,6 +1,7 @@
 """The fused token shift + mixes (kernels/token_mix.py, token_mix_matmul.py) against PyTorch, and in the blocks.
 
-Runs the Triton kernels in Triton's CPU interpreter (conftest.py); tests/gpu/test_fused_mix_gpu.py runs them on CUDA.
+Runs the Triton kernels on CUDA when there is a GPU, else in Triton's CPU interpreter (conftest.py);
+tests/gpu/test_fused_mix_gpu.py adds the 1.5B width on CUDA.
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ from modrwkv.backbone.config import RWKV7Config
 from modrwkv.backbone.model import RWKV7
 from modrwkv.kernels.token_mix import token_mix
 from modrwkv.kernels.token_mix_matmul import token_mix_matmul
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(autouse=True)
+def _on_device():
+    with torch.device(DEVICE):  # tensors and models of these tests
+        yield
 
 
 def reference_mix(x, prev, cu_seqlens, mix):
@@ -35,7 +44,7 @@ def reference_mix(x, prev, cu_seqlens, mix):
 def grads(outs, inputs, seed=1):
     """Gradients of a random linear function of ``outs`` with respect to ``inputs`` (None where unused)."""
     gen = torch.Generator().manual_seed(seed)
-    loss = sum((o.float() * torch.randn(o.shape, generator=gen)).sum() for o in outs)
+    loss = sum((o.float() * torch.randn(o.shape, generator=gen, device="cpu").to(o.device)).sum() for o in outs)
     live = [t for t in inputs if t is not None]
     got = iter(torch.autograd.grad(loss, live, allow_unused=True))
     return [None if t is None else next(got) for t in inputs]
@@ -127,7 +136,8 @@ def test_bad_inputs_are_named():
 
 def test_cpu_without_interpreter_says_what_to_set(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    x, prev, cu, mix = _inputs("batch", False, 1)
+    with torch.device("cpu"):
+        x, prev, cu, mix = _inputs("batch", False, 1)
     with pytest.raises(RuntimeError, match="fused_mix=false"):
         token_mix(x, prev, cu, mix)
 
@@ -240,7 +250,7 @@ def test_token_mix_matmul_under_autocast_has_linear_dtypes():
     gradients."""
     x, prev, cu, mix = _inputs("varlen", True, 2)
     w = torch.randn(x.shape[-1], 8, requires_grad=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
         (out,), last = token_mix_matmul(x, prev, cu, mix, [w], [1])
         ref = torch.nn.functional.linear(reference_mix(x, prev, cu, mix)[0][1], w.t())
     assert out.dtype == ref.dtype == torch.bfloat16 and last.dtype == torch.float32
