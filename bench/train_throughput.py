@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py [--sizes 0.4b 1.5b] [--ctx 2048 8192 16384] [--compile] [--out r.json]
     python bench/train_throughput.py --smoke            # CPU, tiny sizes, seconds: checks the script runs
+    python bench/train_throughput.py --compile --fused-mix off on   # RWKV-7 without and with the fused token mix
 
 One step = forward + backward + fused AdamW on a packed batch of ``--tokens`` tokens (rows of ``ctx`` tokens, each
 "\\x16User: " + 576 image tokens from the frozen SigLIP2-B/16-384 tower through the MLP adapter + text; labels on
@@ -84,7 +85,9 @@ def run_config(model, opt, batch, ctx, args, device, first_mode: str = "none") -
     if args.ckpt != "auto":
         modes = [args.ckpt]
     else:
-        modes = ["none", "proj", "block"] if isinstance(model.backbone, RWKV7) else ["none", "block"]
+        # "proj" recomputes the unfused TimeMix._projections: the fused token mix recomputes its mixes already
+        rwkv_proj = isinstance(model.backbone, RWKV7) and not model.backbone.fused_mix
+        modes = ["none", "proj", "block"] if rwkv_proj else ["none", "block"]
         # the same number of tokens per step at every context: start where the previous context fitted
         modes = modes[modes.index(first_mode):] if first_mode in modes else modes
     t = None
@@ -122,11 +125,13 @@ def run_config(model, opt, batch, ctx, args, device, first_mode: str = "none") -
     return row
 
 
-def bench_model(arch, size, args, device, dtype, rows: list, save) -> None:
+def bench_model(arch, size, args, device, dtype, rows: list, save, fused_mix: bool = False) -> None:
     """Build one model (and its optimizer) once, then time every context; appends to ``rows``, calls ``save()``
-    after each (a stage cut short by its time limit keeps what it measured)."""
+    after each (a stage cut short by its time limit keeps what it measured). ``fused_mix``: RWKV-7's option."""
     common.free_memory()
     model = common.build_mllm(arch, size, device, dtype, tiny_encoder=args.smoke, kv_heads=args.kv_heads)
+    if arch == "rwkv":
+        model.backbone.fused_mix = fused_mix
     model.train()
     opt = make_optimizer(model, device)
     n_params = sum(p.numel() for p in model.backbone.parameters())
@@ -160,10 +165,12 @@ def bench_model(arch, size, args, device, dtype, rows: list, save) -> None:
             row = {"ctx": ctx, "error": f"{type(e).__name__}: {e}"[:500]}
             opt.zero_grad(set_to_none=True)
         row.update(model=arch, size=size, backbone_params=n_params, compile=args.compile, precision=args.precision,
-                   memory_budget=args.memory_budget, wkv_seqpar=args.wkv_seqpar)
+                   memory_budget=args.memory_budget, wkv_seqpar=args.wkv_seqpar,
+                   fused_mix=fused_mix if arch == "rwkv" else None)
         rows.append(row)
         save()
-        print(f"   {arch:11s} {size:5s} ctx {ctx:6d}: " + (f"{row['tokens_per_s']:.0f} tok/s, MFU {row['mfu']:.3f}, "
+        tag = f"{size:5s} ctx {ctx:6d}" + (" fused" if fused_mix else "")
+        print(f"   {arch:11s} {tag}: " + (f"{row['tokens_per_s']:.0f} tok/s, MFU {row['mfu']:.3f}, "
               f"peak {row['peak_gib'] or 0:.1f} GiB, ckpt {row['ckpt']}" if "tokens_per_s" in row else
               row.get("error", "?")), flush=True)
         del batch
@@ -185,6 +192,9 @@ def main(argv=None):
     ap.add_argument("--wkv-seqpar", default=None, choices=["off", "on", "auto"],
                     help="WKV-7 Triton forward and state-gradient pass: sequential (off), sequence-parallel (on, "
                     "triton_seqpar.py) or chosen per shape (auto, the default)")
+    ap.add_argument("--fused-mix", nargs="+", default=["off"], choices=["off", "on"],
+                    help="RWKV-7's fused token shift + mixes (backbone fused_mix; recomputes the mixes in the "
+                    "backward): off, on, or both (off on: one model each, timed in the same run)")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="after timing, profile STEPS steps and print GPU time by kernel category (CUDA only)")
     ap.add_argument("--memory-budget", type=float, default=None,
@@ -226,10 +236,11 @@ def main(argv=None):
 
     for size in args.sizes:
         for arch in args.models:
-            bench_model(arch, size, args, device, dtype, rows, save)
+            for fused in (args.fused_mix if arch == "rwkv" else ["off"]):
+                bench_model(arch, size, args, device, dtype, rows, save, fused_mix=fused == "on")
     save()
-    common.print_table(rows, ["model", "size", "ctx", "rows", "ckpt", "step_ms", "tokens_per_s", "mfu", "peak_gib",
-                              "speedup_vs_transformer", "error"],
+    common.print_table(rows, ["model", "size", "ctx", "fused_mix", "rows", "ckpt", "step_ms", "tokens_per_s", "mfu",
+                              "peak_gib", "speedup_vs_transformer", "error"],
                        f"training step, {args.precision}, compile={args.compile}, {env.get('gpu') or 'cpu'}")
     return result
 

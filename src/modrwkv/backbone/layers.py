@@ -66,23 +66,45 @@ class TimeMix(nn.Module):
         self.output = nn.Linear(C, C, bias=False)
         self.ln_x = nn.GroupNorm(self.n_head, C, eps=64e-5)
 
-    def _projections(self, x, xx, v_first):
-        """Everything but the recurrence; x, xx (..., C). Returns r, w, k, v, a, b, g, v_first, all (..., C)."""
-        xr, xw, xk, xv, xa, xg = (x + xx * m for m in (self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g))
-        r = self.receptance(xr)
-        k = self.key(xk)
-        v = self.value(xv)
-        w = LOG_DECAY_SCALE * torch.sigmoid(self.w0 + torch.tanh(xw @ self.w1) @ self.w2)  # log decay
+    def _mix_vectors(self):
+        return self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g
+
+    def _products(self, x, xx):
+        """The products of the six token-shift mixes; x, xx (..., C). Returns r, k, v (..., C) and the LoRA
+        down-products hw, ha, hg, hv (..., D); hv is None in layer 0 (its value residual LoRA is unused)."""
+        xr, xw, xk, xv, xa, xg = (x + xx * m for m in self._mix_vectors())
+        hv = xv @ self.v1 if self.layer_id else None
+        return self.receptance(xr), self.key(xk), self.value(xv), xw @ self.w1, xa @ self.a1, xg @ self.g1, hv
+
+    def _fused_products(self, x, shift_prev, cu_seqlens):
+        """`_products` of the token shift of x (B, T, C) as one fused operator that keeps only x for the backward
+        (kernels/token_mix_matmul.py). Returns (the products, last input of each sequence (N, C))."""
+        from ..kernels.token_mix_matmul import token_mix_matmul
+
+        mix = torch.cat(self._mix_vectors()).view(6, -1)  # (6, C): r, w, k, v, a, g
+        weights = [self.receptance.weight.t(), self.key.weight.t(), self.value.weight.t(), self.w1, self.a1,
+                   self.g1] + ([self.v1] if self.layer_id else [])
+        sources = [0, 2, 3, 1, 4, 5] + ([3] if self.layer_id else [])  # the mix each weight multiplies
+        outs, last = token_mix_matmul(x, shift_prev, cu_seqlens, mix, weights, sources)
+        return (*outs[:6], outs[6] if self.layer_id else None), last
+
+    def _lora(self, r, k, v, hw, ha, hg, hv, v_first):
+        """From the products to the WKV-7 inputs: r, w, k, v, a, b, g, v_first, all (..., C)."""
+        w = LOG_DECAY_SCALE * torch.sigmoid(self.w0 + torch.tanh(hw) @ self.w2)  # log decay
         if self.layer_id == 0:
             v_first = v
         else:
-            v = v + (v_first - v) * torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2)  # value residual
-        a = torch.sigmoid(self.a0 + (xa @ self.a1) @ self.a2)  # in-context learning rate
-        g = torch.sigmoid(xg @ self.g1) @ self.g2
+            v = v + (v_first - v) * torch.sigmoid(self.v0 + hv @ self.v2)  # value residual
+        a = torch.sigmoid(self.a0 + ha @ self.a2)  # in-context learning rate
+        g = torch.sigmoid(hg) @ self.g2
         heads = (*k.shape[:-1], self.n_head, self.head_size)
         kk = F.normalize((k * self.k_k).view(heads), dim=-1, eps=1e-12).view(k.shape)
         k = k * (1 + (a - 1) * self.k_a)
         return r, w, k, v, -kk, kk * a, g, v_first
+
+    def _projections(self, x, xx, v_first):
+        """Everything but the recurrence; x, xx (..., C). Returns r, w, k, v, a, b, g, v_first, all (..., C)."""
+        return self._lora(*self._products(x, xx), v_first)
 
     def _bonus(self, r, k, v):
         """The r.k bonus, per head (sum_i r_i k_i r_k_i) v; all (..., C).
@@ -98,11 +120,17 @@ class TimeMix(nn.Module):
         y = self.ln_x(o.reshape(-1, shape[-1])).view(shape)
         return self.output((y + bonus) * g)
 
-    def forward(self, x, v_first, shift_prev, wkv_state, cu_seqlens, backend="auto"):
-        """x (B, T, C) -> (out (B, T, C), v_first, last input (N, C), final WKV state (N, H, K, V))."""
+    def forward(self, x, v_first, shift_prev, wkv_state, cu_seqlens, backend="auto", fused_mix=False):
+        """x (B, T, C) -> (out (B, T, C), v_first, last input (N, C), final WKV state (N, H, K, V)).
+        ``fused_mix``: the token shift, mixes and their products as one operator that recomputes the mixes in the
+        backward (`_fused_products`) instead of saving them."""
         B, T, C = x.shape
-        shifted, last = token_shift(x, shift_prev, cu_seqlens)
-        r, w, k, v, a, b, g, v_first = self._projections(x, shifted - x, v_first)
+        if fused_mix:
+            products, last = self._fused_products(x, shift_prev, cu_seqlens)
+            r, w, k, v, a, b, g, v_first = self._lora(*products, v_first)
+        else:
+            shifted, last = token_shift(x, shift_prev, cu_seqlens)
+            r, w, k, v, a, b, g, v_first = self._projections(x, shifted - x, v_first)
         bonus = self._bonus(r, k, v)
         heads = (B, T, self.n_head, self.head_size)
         o, state = wkv7(*(t.view(heads) for t in (r, w, k, v, a, b)), initial_state=wkv_state,
@@ -131,7 +159,14 @@ class ChannelMix(nn.Module):
     def mix(self, x, xx):
         return self.value(torch.relu(self.key(x + xx * self.x_k)) ** 2)
 
-    def forward(self, x, shift_prev, cu_seqlens):
+    def forward(self, x, shift_prev, cu_seqlens, fused_mix=False):
+        """x (B, T, C) -> (out (B, T, C), last input (N, C)); ``fused_mix`` as in `TimeMix.forward`."""
+        if fused_mix:
+            from ..kernels.token_mix_matmul import token_mix_matmul
+
+            (k,), last = token_mix_matmul(x, shift_prev, cu_seqlens, self.x_k.view(1, -1), [self.key.weight.t()],
+                                          [0])
+            return self.value(torch.relu(k) ** 2), last  # k (B, T, dim_ffn)
         shifted, last = token_shift(x, shift_prev, cu_seqlens)
         return self.mix(x, shifted - x), last
 
@@ -153,12 +188,12 @@ class Block(nn.Module):
         self.att = TimeMix(cfg, layer_id)
         self.ffn = ChannelMix(cfg)
 
-    def forward(self, x, v_first, att_shift, wkv, ffn_shift, cu_seqlens, backend="auto"):
+    def forward(self, x, v_first, att_shift, wkv, ffn_shift, cu_seqlens, backend="auto", fused_mix=False):
         if self.layer_id == 0:
             x = self.ln0(x)
-        dx, v_first, att_last, wkv = self.att(self.ln1(x), v_first, att_shift, wkv, cu_seqlens, backend)
+        dx, v_first, att_last, wkv = self.att(self.ln1(x), v_first, att_shift, wkv, cu_seqlens, backend, fused_mix)
         x = x + dx
-        dx, ffn_last = self.ffn(self.ln2(x), ffn_shift, cu_seqlens)
+        dx, ffn_last = self.ffn(self.ln2(x), ffn_shift, cu_seqlens, fused_mix)
         return x + dx, v_first, att_last, wkv, ffn_last
 
     def step(self, x, v_first, att_shift, wkv, ffn_shift):

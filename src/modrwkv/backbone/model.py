@@ -21,19 +21,29 @@ from .layers import Block
 from .state import RWKV7State
 
 
+def check_fused_mix(value) -> bool:
+    """The ``fused_mix`` option, or a ValueError naming the config key."""
+    if not isinstance(value, bool):
+        raise ValueError(f"backbone.module.fused_mix must be true or false, got {value!r}")
+    return value
+
+
 class RWKV7(nn.Module):
     """RWKV-7 language model.
 
     ``wkv_backend`` picks the WKV-7 kernel ("auto": Triton on CUDA, chunked PyTorch on CPU); ``compile``
-    torch.compiles the blocks' forward (see `compile_blocks`).
+    torch.compiles the blocks' forward (see `compile_blocks`); ``fused_mix`` runs each block's token shift, mixes
+    and the products that read them as one Triton-backed operator that recomputes the mixes in the backward instead
+    of saving them (CUDA; `TimeMix.forward`). `step` (decoding) is the same either way.
     """
 
     def __init__(self, config: RWKV7Config, wkv_backend: str = "auto", grad_checkpointing: bool = False,
-                 compile: bool = False):
+                 compile: bool = False, fused_mix: bool = False):
         super().__init__()
         self.config = config
         self.wkv_backend = wkv_backend
         self.grad_checkpointing = grad_checkpointing
+        self.fused_mix = fused_mix
         self.emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_out = nn.LayerNorm(config.n_embd, eps=1e-5)
@@ -49,6 +59,14 @@ class RWKV7(nn.Module):
 
         compile_blocks(self.blocks, mode=mode, backend=backend, dynamic=dynamic)
         return self
+
+    @property
+    def fused_mix(self) -> bool:
+        return self._fused_mix
+
+    @fused_mix.setter
+    def fused_mix(self, value: bool) -> None:
+        self._fused_mix = check_fused_mix(value)
 
     # ---- state -------------------------------------------------------------------------------------------------
     def empty_state(self, n: int, device=None, dtype=None) -> RWKV7State:
@@ -96,9 +114,10 @@ class RWKV7(nn.Module):
             prev = (None, None, None) if state is None else (state.att_shift[i], state.wkv[i], state.ffn_shift[i])
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x, v_first, a_last, wkv, f_last = checkpoint(blk, x, v_first, *prev, cu_seqlens, self.wkv_backend,
-                                                             use_reentrant=False)
+                                                             self.fused_mix, use_reentrant=False)
             else:
-                x, v_first, a_last, wkv, f_last = blk(x, v_first, *prev, cu_seqlens, self.wkv_backend)
+                x, v_first, a_last, wkv, f_last = blk(x, v_first, *prev, cu_seqlens, self.wkv_backend,
+                                                    self.fused_mix)
             for lst, t in zip(new, (a_last, wkv, f_last)):
                 lst.append(t)
         hidden = self.ln_out(x)
