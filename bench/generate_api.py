@@ -108,16 +108,19 @@ class DecodeTimer:
         del self.model._decode
 
 
-def kernel_ms(fn, device) -> float | None:
-    """Summed GPU kernel time of one call of ``fn`` (torch.profiler): against its wall time, what is launch-bound."""
+def kernel_profile(fn, device, top: int = 8) -> tuple[float, list]:
+    """Summed GPU kernel ms of one call of ``fn`` (torch.profiler) and its ``top`` kernels as (name, calls, ms):
+    against the wall time, what is launch-bound, and where the GPU time goes."""
     if device != "cuda":
-        return None
+        return 0.0, []
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    return sum(e.self_device_time_total for e in prof.key_averages()) / 1e3
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_device_time_total)
+    rows = [(e.key[:90], e.count, e.self_device_time_total / 1e3) for e in events if e.self_device_time_total > 0]
+    return sum(r[2] for r in rows), rows[:top]
 
 
 def ttft_stages(model, sample, prompt, device, reps: int) -> dict:
@@ -136,7 +139,8 @@ def ttft_stages(model, sample, prompt, device, reps: int) -> dict:
         model._decode(box["logits"], box["state"], 1, 0.0, 1.0, None, None)
 
     for name, fn in (("encode", encode), ("prefill", prefill), ("first_token", first_token)):
-        stages[name] = {"wall_ms": wall(fn, device, reps) * 1e3, "kernel_ms": kernel_ms(fn, device) or 0.0}
+        total, top = kernel_profile(fn, device)
+        stages[name] = {"wall_ms": wall(fn, device, reps) * 1e3, "kernel_ms": total, "top_kernels": top}
     return stages
 
 
@@ -180,6 +184,8 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
     res["ttft_stages"] = ttft_stages(model, sample, prompt, device, args.reps * 2)
     print("  stages (wall ms / GPU kernel ms): " + ", ".join(
         f"{k} {v['wall_ms']:.1f}/{v['kernel_ms']:.1f}" for k, v in res["ttft_stages"].items()), flush=True)
+    for name, calls, ms in res["ttft_stages"]["prefill"]["top_kernels"]:
+        print(f"    prefill kernel {ms:7.2f} ms  x{calls:<5d} {name}", flush=True)
     save()
 
     weight_bytes = common.decode_weight_bytes(model.backbone)
