@@ -1,13 +1,14 @@
-"""Prefill of one prompt through CUDA graphs: a recorded forward per power-of-two piece length, chained by the state.
+"""Prefill of one prompt through CUDA graphs: a recorded forward per piece length, at most two pieces a prompt.
 
 Reading a short prompt (an image's tokens and a question: a few hundred tokens) is bound by launching the forward's
-~70 kernels per layer from Python, not by the GPU. `PrefillGraphs` splits the part of a prompt shorter than
-``GRAPH_MAX`` tokens into pieces whose lengths are the powers of two in its binary expansion, longest first
-(608 = 512 + 64 + 32), and replays one recorded `RWKV7.forward_hidden` per piece length, carrying the recurrent state
-from piece to piece. The recurrence makes this the same function as one forward over the whole prompt (the pieces'
-boundaries only change rounding). Whole multiples of ``GRAPH_MAX`` tokens in front of it are compute-bound: they run
-as plain forwards of at most ``eager_chunk`` tokens. So at most log2(GRAPH_MAX) + 1 graphs ever exist, and their
-shared memory pool holds the activations of a GRAPH_MAX / 2-token forward at most.
+~70 kernels per layer, not by its arithmetic: each replayed kernel still costs microseconds, so what counts is the
+number of forwards a prompt takes. `PrefillGraphs` reads the part of a prompt shorter than ``GRAPH_MAX`` tokens as at
+most two recorded `RWKV7.forward_hidden` calls, a piece of a multiple of ``PIECE`` tokens and the remainder
+(630 = 576 + 54), carrying the recurrent state from the first to the second. The recurrence makes this the same
+function as one forward over the whole prompt (the boundary only changes rounding). A graph is recorded on the first
+prompt that needs its length and serves every later one, so at most GRAPH_MAX / PIECE + PIECE - 2 graphs ever
+exist, sharing one memory pool that holds the activations of the longest piece. Whole multiples of ``GRAPH_MAX``
+tokens in front are compute-bound: they run as plain forwards of at most ``eager_chunk`` tokens.
 
 Graphs follow the weights as the fast decoder's do: new parameter tensors drop them (they are recorded again on
 use); in-place updates need nothing, the graphs read the parameters where they are.
@@ -22,13 +23,14 @@ from modrwkv.backbone.state import RWKV7State
 from .fast import CapturedGraph, capture_graph
 
 GRAPH_MAX = 2048  # prompt parts of this many tokens and more run as plain forwards (not launch-bound)
+PIECE = 64  # the first piece is a multiple of this many tokens, the second shorter
 
 
 def piece_lengths(total: int) -> list[int]:
-    """The powers of two in ``total``'s binary expansion, longest first (sum: ``total``)."""
+    """How a prompt part of ``total`` tokens is read: [multiple of PIECE, remainder], without empty pieces."""
     if total < 0:
         raise ValueError(f"piece_lengths: total must be >= 0, got {total}")
-    return [1 << b for b in range(total.bit_length() - 1, -1, -1) if total >> b & 1]
+    return [n for n in (total - total % PIECE, total % PIECE) if n]
 
 
 class PrefillGraphs:
@@ -83,7 +85,7 @@ class PrefillGraphs:
         T = emb.shape[1]
         n_eager = T // GRAPH_MAX * GRAPH_MAX
         lengths = piece_lengths(T - n_eager)
-        for n in set(lengths):
+        for n in lengths:
             self._graph(n, emb.dtype)
         last = None
         for t0 in range(0, n_eager, self.eager_chunk):  # compute-bound: plain forwards
