@@ -210,6 +210,14 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
         print(f"batch 1, ctx {row['ctx']}: {row['ms_per_step']:.3f} ms/token (floor {floor_ms or 0:.3f}), "
               f"prefill {prefill_s:.2f} s, peak {row['peak_gib'] or 0:.2f} GiB", flush=True)
         save()
+    if device == "cuda":  # where one decode step's GPU time goes: kernels of a 33-token answer, per token
+        first_prefix = prefixes[args.ctx[0]]
+        total, top = kernel_profile(lambda: model.answer_ids(first_prefix, [question], max_new_tokens=33), device,
+                                    top=12)
+        res["decode_kernels"] = {"kernel_ms_per_token": total / 33, "top": top}
+        print(f"decode: {total / 33:.3f} kernel ms/token; top kernels over 33 tokens:", flush=True)
+        for name, calls, kms in top:
+            print(f"    {kms / 33:7.4f} ms/token  x{calls / 33:<6.1f} {name}", flush=True)
     ms = [r["ms_per_step"] for r in rows]
     res["flat_max_over_min"] = max(ms) / min(ms)
     peaks = [r["peak_gib"] for r in rows if r["peak_gib"] is not None]
