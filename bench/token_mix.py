@@ -23,6 +23,7 @@ import common
 import torch
 
 from modrwkv.backbone.layers import token_shift
+from modrwkv.kernels.testing import saved_activation_bytes
 from modrwkv.kernels.token_mix_matmul import token_mix_matmul
 from modrwkv.kernels.triton_token_mix import token_mix_backward, token_mix_forward
 
@@ -42,22 +43,6 @@ def fused(x, cu, mix, weights):
 
 def rel_err(a, b) -> float:
     return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
-
-
-def saved_bytes(fn, skip) -> int:
-    """Bytes of the distinct storages autograd saves while ``fn`` runs, those in ``skip`` left out."""
-    seen = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in skip:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    del out
-    return sum(seen.values())
 
 
 def main(argv=None):
@@ -96,7 +81,7 @@ def main(argv=None):
             ref = got
         row = {"variant": name, "dx_rel": rel_err(got[0], ref[0]) if name != "eager" else 0.0,
                "dw_rel": max(rel_err(a, b) for a, b in zip(got[2:], ref[2:])) if name != "eager" else 0.0,
-               "saved_MiB": saved_bytes(lambda fn=fn: fn(x, cu, mix, weights), skip) / 2**20}
+               "saved_MiB": saved_activation_bytes(lambda fn=fn: fn(x, cu, mix, weights), skip) / 2**20}
         common.reset_peak(device)
         row.update(common.time_fn(step, device, warmup=2, iters=args.iters), peak_gib=common.peak_gib(device))
         rows.append(row)

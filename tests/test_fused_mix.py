@@ -11,6 +11,7 @@ import torch
 
 from modrwkv.backbone.config import RWKV7Config
 from modrwkv.backbone.model import RWKV7
+from modrwkv.kernels.testing import saved_activation_bytes
 from modrwkv.kernels.token_mix import token_mix
 from modrwkv.kernels.token_mix_matmul import token_mix_matmul
 
@@ -214,22 +215,6 @@ def test_compiled_block_fused_is_one_op_and_matches_eager():
     torch._dynamo.reset()
 
 
-def saved_activation_bytes(fn, params) -> int:
-    """Bytes of the distinct storages autograd saves while ``fn`` runs, parameters' storages left out."""
-    skip = {p.untyped_storage().data_ptr() for p in params}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in skip:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
-
-
 def test_fused_block_saves_fewer_activations():
     model = _tiny_model()
     blk = model.blocks[1]
@@ -238,7 +223,7 @@ def test_fused_block_saves_fewer_activations():
     used = {}
     for fused in (False, True):
         used[fused] = saved_activation_bytes(lambda f=fused: blk(x, v_first, None, None, None, None, "chunk", f),
-                                             params)
+                                             {p.untyped_storage().data_ptr() for p in params})
     print(f"saved activations of one block (B=2, T=64, C=128, fp32): unfused {used[False]} B, fused {used[True]} B")
     # the six time-mix mixes and the shift difference (7 x B*T*C) become x; the channel mix keeps x, not xx + mix
     BTC = x.numel() * x.element_size()

@@ -1,4 +1,5 @@
-"""Random WKV-7 inputs in the ranges RWKV-7 produces, for the tests and the benches (one definition for all)."""
+"""Random WKV-7 inputs in the ranges RWKV-7 produces, and saved-activation accounting: for the tests and the benches
+(one definition for all)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,21 @@ def wkv7_inputs(B: int, T: int, H: int, K: int, seed: int | None = None, dtype: 
     kk = torch.nn.functional.normalize(torch.randn(shape, device=device, generator=g), dim=-1)
     a_gate = torch.rand(shape, device=device, generator=g)
     return WKV7Inputs(*(x.to(dtype) for x in (r, w, k, v, -kk, kk * a_gate, kk, a_gate)))
+
+
+def saved_activation_bytes(fn, skip=()) -> int:
+    """Bytes of the distinct storages autograd saves while ``fn`` runs (what a backward keeps alive), the storages
+    whose data pointers are in ``skip`` (e.g. the parameters') left out."""
+    skip = set(skip)
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in skip:
+            seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return sum(seen.values())
