@@ -9,7 +9,9 @@ Measured, in this order, in one process:
 - first call: the very first `generate` (one image + a 32-token question, 32 new tokens) of the process, wall clock:
   Triton compilation, CUDA-graph capture and all (run it with fresh TRITON_CACHE_DIR / TORCHINDUCTOR_CACHE_DIR);
 - time to first token: `generate(..., max_new_tokens=1)` for one 384 px image + the 32-token question, wall clock
-  (preprocess, encoder, adapter, prefill, first token, back on the host), median of repeats;
+  (preprocess, encoder, adapter, prefill, first token, back on the host), median of repeats; then split three ways:
+  synchronised stages (wall and summed kernel ms each), the host time of each part inside one unsynchronised call
+  (where the host waits), and the same call with the encoder run eagerly (``generation.encoder_graphs=false``);
 - per-token latency at batch 1 for each context: the context (image + random text) is read once with
   `encode_prefix`, then ms/token = (time of `answer` with --new tokens - time with 1 token) / (--new - 1); the peak
   memory of those calls must not grow with the context (asserted);
@@ -144,6 +146,46 @@ def ttft_stages(model, sample, prompt, device, reps: int) -> dict:
     return stages
 
 
+class HostSplit:
+    """Host seconds spent inside ``model``'s generation parts during one call, without added syncs: wraps
+    ``_modality_tokens``, ``_prefill`` and ``_decode`` (a part that waits for the GPU shows it here)."""
+
+    PARTS = ("_modality_tokens", "_prefill", "_decode")
+
+    def __init__(self, model):
+        self.model, self.times = model, {}
+        for name in self.PARTS:
+            setattr(model, name, self._timed(name, getattr(model, name)))
+
+    def _timed(self, name, inner):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            out = inner(*a, **k)
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+            return out
+        return timed
+
+    def remove(self):
+        for name in self.PARTS:
+            delattr(self.model, name)
+
+
+def host_split(model, fn, reps: int) -> dict:
+    """Median host ms of each generation part over ``reps`` calls of ``fn``, and of the whole call."""
+    rows = []
+    for _ in range(reps):
+        common.sync(model.backbone.emb.weight.device)
+        split = HostSplit(model)
+        t0 = time.perf_counter()
+        fn()
+        total = time.perf_counter() - t0
+        split.remove()
+        rows.append({"total": total, **split.times})
+    out = {k.lstrip("_") + "_ms": statistics.median(r.get(k, 0.0) for r in rows) * 1e3 for k in rows[0]}
+    out["other_ms"] = out["total_ms"] - sum(v for k, v in out.items() if k != "total_ms")
+    return out
+
+
 def text_of(n: int, seed: int) -> str:
     rng = np.random.default_rng(seed)
     return bytes(rng.integers(32, 127, n, dtype=np.uint8)).decode()
@@ -181,11 +223,27 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
 
     res["ttft_ms"] = wall(lambda: model.generate(sample, prompt, max_new_tokens=1), device, args.reps * 2) * 1e3
     print(f"time to first token (1 image, 32-token question): {res['ttft_ms']:.1f} ms", flush=True)
+    enc_graphs = model._encoder_cache
+    res["encoder_graphs"] = enc_graphs is not None and enc_graphs.captures > 0
+    res["encoder_graph_captures"] = enc_graphs.captures if enc_graphs else 0
+    res["prefill_graph_captures"] = model._prefill_cache.captures if model._prefill_cache else 0
     res["ttft_stages"] = ttft_stages(model, sample, prompt, device, args.reps * 2)
+    print(f"  encoder graphs {res['encoder_graphs']} (captures {res['encoder_graph_captures']}), prefill graph "
+          f"captures {res['prefill_graph_captures']}", flush=True)
     print("  stages (wall ms / GPU kernel ms): " + ", ".join(
         f"{k} {v['wall_ms']:.1f}/{v['kernel_ms']:.1f}" for k, v in res["ttft_stages"].items()), flush=True)
     for name, calls, ms in res["ttft_stages"]["prefill"]["top_kernels"]:
         print(f"    prefill kernel {ms:7.2f} ms  x{calls:<5d} {name}", flush=True)
+    res["ttft_host_split"] = host_split(model, lambda: model.generate(sample, prompt, max_new_tokens=1),
+                                        args.reps * 2)
+    print("  host ms inside one call: " + ", ".join(f"{k} {v:.2f}" for k, v in res["ttft_host_split"].items()),
+          flush=True)
+    model.generation = FastOptions(step=args.step, encoder_graphs=False)  # the peer: the encoder run eagerly
+    res["ttft_ms_eager_encoder"] = wall(lambda: model.generate(sample, prompt, max_new_tokens=1), device,
+                                        args.reps * 2) * 1e3
+    model.generation = FastOptions(step=args.step)
+    print(f"  same call, encoder eager (generation.encoder_graphs=false): {res['ttft_ms_eager_encoder']:.1f} ms",
+          flush=True)
     save()
 
     weight_bytes = common.decode_weight_bytes(model.backbone)

@@ -18,6 +18,7 @@ from torch import nn
 from modrwkv.backbone.state import RWKV7State
 from modrwkv.data.chat import IGNORE_INDEX, PLACEHOLDER_ID, ChatTemplate
 from modrwkv.generation import FastDecoder, decode, make_generator
+from modrwkv.generation.encoder_graphs import EncoderGraphs
 from modrwkv.generation.fast import FastOptions
 from modrwkv.generation.inputs import (
     check_finite_input,
@@ -28,6 +29,7 @@ from modrwkv.generation.inputs import (
     check_samples,
 )
 from modrwkv.generation.prefill_graphs import PrefillGraphs
+from modrwkv.generation.sampling import GREEDY, draw_uniform, sample_tokens, sampler_mode
 from modrwkv.losses import labelled_token_loss, next_token_targets
 
 
@@ -71,10 +73,11 @@ class ModRWKV(nn.Module):
         self.generation = generation or FastOptions()
         self._fast_decoder: FastDecoder | None = None
         self._prefill_cache: PrefillGraphs | None = None
+        self._encoder_cache: EncoderGraphs | None = None
 
     def __getstate__(self) -> dict:
         # the fast decoder holds CUDA graphs and weight copies: never pickled or deep-copied (rebuilt on demand)
-        return {**super().__getstate__(), "_fast_decoder": None, "_prefill_cache": None}
+        return {**super().__getstate__(), "_fast_decoder": None, "_prefill_cache": None, "_encoder_cache": None}
 
     # -- freezing -------------------------------------------------------------------------------------------
     def freeze(self, encoder: bool = True, adapter: bool = False, backbone: bool = True) -> ModRWKV:
@@ -140,23 +143,43 @@ class ModRWKV(nn.Module):
         return {"loss": loss, "num_tokens": n}
 
     # -- generation -----------------------------------------------------------------------------------------
-    def _modality_tokens(self, samples: Sequence[dict]) -> list[torch.Tensor]:
-        """The samples' modalities through one batched encoder + adapter call -> per-sample (n_i, C) embeddings."""
+    def _modality_tokens(self, samples: Sequence[dict], fast: bool | None = None) -> list[torch.Tensor]:
+        """The samples' modalities through one batched encoder + adapter call -> per-sample (n_i, C) embeddings.
+        Fixed-shape inputs go through recorded CUDA graphs on the fast path (`FastOptions.encoder_graphs`)."""
         device = self.backbone.emb.weight.device
         xs, feats = [], []
         for i, sample in enumerate(samples):
             raw = sample[sample["modality"]]
             check_raw(raw, i, sample["modality"])
-            xs.append(self.encoder.preprocess(raw))
-            check_finite_input(xs[-1], i, sample["modality"])
+            x = self.encoder.preprocess(raw)
+            if x is not raw:  # a tensor passed through as is was checked by check_raw
+                check_finite_input(x, i, sample["modality"])
+            xs.append(x)
             feats.append(int(self.encoder.feature_length(raw)))
         lengths = torch.tensor(feats, device=device) if self.encoder.variable_length else None
-        tokens = self.encode_modality(self.encoder.collate(xs).to(device), lengths)  # (M, C)
+        batch = self.encoder.collate(xs)
+        if lengths is None and self._use_encoder_graphs(fast, device):
+            tokens = self._encoder_graphs(device)(batch)  # (M, C)
+        else:
+            tokens = self.encode_modality(batch.to(device), lengths)  # (M, C)
         return list(tokens.split([self.num_modality_tokens(n) for n in feats]))
 
-    def _sample_tokens(self, sample: dict) -> torch.Tensor:
+    def _sample_tokens(self, sample: dict, fast: bool | None = None) -> torch.Tensor:
         """One sample's modality -> (n, C) embeddings."""
-        return self._modality_tokens([sample])[0]
+        return self._modality_tokens([sample], fast)[0]
+
+    def _use_encoder_graphs(self, fast: bool | None, device: torch.device) -> bool:
+        """Whether the encoder + adapter run as recorded CUDA graphs: the fast path on a GPU, no gradients, and
+        neither in training mode (dropout would be recorded once)."""
+        return (device.type == "cuda" and self.generation.encoder_graphs and self._use_fast(fast, device)
+                and not torch.is_grad_enabled() and not self.encoder.training and not self.adapter.training)
+
+    def _encoder_graphs(self, device: torch.device) -> EncoderGraphs:
+        cache = self._encoder_cache
+        if (cache is None or cache.modules[0] is not self.encoder or cache.modules[1] is not self.adapter
+                or cache.device != device):
+            self._encoder_cache = cache = EncoderGraphs(self.encode_modality, (self.encoder, self.adapter), device)
+        return cache
 
     def _prefill(self, pieces: list[tuple[list[int], torch.Tensor | None]], state=None, fast: bool | None = None):
         """Read N prompts (ids, modality embeddings) -> (next-token logits (N, V), state of the N sequences).
@@ -185,14 +208,15 @@ class ModRWKV(nn.Module):
     def _prefill_row(self, pieces, state, chunk: int, fast: bool | None):
         """Prompts packed into one row -> (logits (N, V), state); one prompt is read alone, in pieces of ``chunk``."""
         device = self.backbone.emb.weight.device
-        ids = torch.tensor([t for p, _ in pieces for t in p], device=device)[None]  # (1, T)
+        ids = [t for p, _ in pieces for t in p]
         mods = [m for _, m in pieces if m is not None]
-        emb = self.embed_inputs(ids, torch.cat(mods) if mods else None)  # (1, T, C)
+        emb = self._embed_prompt(ids, (mods[0] if len(mods) == 1 else torch.cat(mods)) if mods else None,
+                                 device)  # (1, T, C)
         if len(pieces) == 1 and emb.is_cuda and self._use_fast(fast, emb.device):  # one prompt: recorded forwards
             hidden, state = self._prefill_graphs()(emb, state)
             return self.backbone.head(hidden), state  # (1, V)
         if len(pieces) == 1:  # one prompt: no packing, so no cu_seqlens (whose checks read it back to the host)
-            for t0 in range(0, ids.shape[1], chunk):
+            for t0 in range(0, emb.shape[1], chunk):
                 hidden, state = self.backbone.forward_hidden(emb[:, t0:t0 + chunk], state=state, return_state=True)
             return self.backbone.head(hidden[:, -1]), state  # (1, V)
         lens = torch.tensor([len(p) for p, _ in pieces], device=device)
@@ -200,6 +224,24 @@ class ModRWKV(nn.Module):
         cu[1:] = lens.cumsum(0)
         hidden, state = self.backbone.forward_hidden(emb, cu_seqlens=cu, state=state, return_state=True)
         return self.backbone.head(hidden[0, cu[1:].long() - 1]), state  # (N, V)
+
+    def _embed_prompt(self, ids: list[int], modality_tokens: torch.Tensor | None, device) -> torch.Tensor:
+        """`embed_inputs` of one row of prompt ids given as a host list: the placeholders are found on the host, so
+        nothing waits for the GPU (no count read back), and the ids travel in one asynchronous copy."""
+        runs = placeholder_runs(ids)
+        n_ph = sum(end - start for start, end in runs)
+        n_mod = 0 if modality_tokens is None else modality_tokens.shape[0]
+        if n_ph != n_mod:
+            raise ValueError(f"{n_ph} placeholder tokens but {n_mod} modality embeddings (the collate's token count "
+                             "and the adapter disagree)")
+        if runs:
+            ids = [0 if t == PLACEHOLDER_ID else t for t in ids]
+        emb = self.backbone.embed(_host_ids(ids, device)[None])  # (1, T, C)
+        done = 0
+        for start, end in runs:  # the modality embeddings, in order, over the placeholder runs
+            emb[0, start:end] = modality_tokens[done:done + end - start]
+            done += end - start
+        return emb
 
     def _prompt(self, sample: dict, prompt) -> list[dict] | str:
         if prompt is not None:
@@ -214,6 +256,10 @@ class ModRWKV(nn.Module):
         gen = make_generator(seed, logits.device)
         if not self._use_fast(fast, logits.device):
             return decode(self.backbone, logits, state, max_new_tokens, temperature, top_p, gen)
+        if max_new_tokens == 1:  # the one token comes from the prefill's logits, drawn as the fast decoder would
+            mode = sampler_mode(temperature, top_p)
+            u = None if mode == GREEDY else draw_uniform(logits.shape[0], logits.device, gen)
+            return [[t] for t in sample_tokens(logits, mode, temperature, top_p, u).tolist()]
         opts, dec = self.generation, self._fast_decoder
         wanted = (opts.check_every, opts.compile, opts.step)
         if dec is None or dec.backbone is not self.backbone or (dec.check_every, dec.compile, dec.step) != wanted:
@@ -232,9 +278,10 @@ class ModRWKV(nn.Module):
         return self._prefill_cache
 
     def clear_generation_cache(self) -> None:
-        """Free the fast decoder and the prefill graphs (CUDA graphs, static buffers, stacked weight copies)."""
+        """Free the fast decoder and the prefill and encoder graphs (CUDA graphs, static buffers, weight copies)."""
         self._fast_decoder = None
         self._prefill_cache = None
+        self._encoder_cache = None
 
     @torch.no_grad()
     def generate_ids(self, samples: Sequence[dict], prompts: Sequence | None = None, max_new_tokens: int = 64,
@@ -245,7 +292,7 @@ class ModRWKV(nn.Module):
         check_samples(samples, prompts)
         prompts = list(prompts) if prompts is not None else [None] * len(samples)
         pieces = []
-        for sample, prompt, mod in zip(samples, prompts, self._modality_tokens(samples)):
+        for sample, prompt, mod in zip(samples, prompts, self._modality_tokens(samples, fast)):
             ids = self.template.prompt_ids(self._prompt(sample, prompt), sample["modality"], mod.shape[0])
             pieces.append((ids, mod))
         logits, state = self._prefill(pieces, fast=fast)
@@ -321,3 +368,24 @@ class ModRWKV(nn.Module):
 
 def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:
     return None if t is None else t.to(device)
+
+
+def placeholder_runs(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """The [start, end) runs of `PLACEHOLDER_ID` in ``ids``, in order."""
+    runs, start = [], None
+    for i, t in enumerate(ids):
+        if t == PLACEHOLDER_ID:
+            if start is None:
+                start = i
+        elif start is not None:
+            runs.append((start, i))
+            start = None
+    if start is not None:
+        runs.append((start, len(ids)))
+    return runs
+
+
+def _host_ids(ids: list[int], device: torch.device) -> torch.Tensor:
+    """(T,) int64 ids on ``device``; to a GPU through a cached pinned block, so the host does not wait for it."""
+    t = torch.tensor(ids, dtype=torch.long)
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)

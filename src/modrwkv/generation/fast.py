@@ -37,13 +37,15 @@ class FastOptions:
     ``compile``: torch.compile the fused step's elementwise work (slower first call). ``prefill_chunk``: the most
     prompt tokens read in one forward (longer prompts and larger batches are read in pieces: bounded memory).
     ``step``: the fused step's elementwise kernels, "auto" (Triton on a GPU unless ``compile``), "triton" or "torch"
-    (`modrwkv.backbone.fused.FusedDecoder`)."""
+    (`modrwkv.backbone.fused.FusedDecoder`). ``encoder_graphs``: on the fast path on a GPU, run the encoder + adapter
+    of fixed-shape inputs (images) as recorded CUDA graphs (`modrwkv.generation.encoder_graphs`)."""
 
     fast: bool | None = None
     check_every: int = 8
     compile: bool = False
     prefill_chunk: int = 16384
     step: str = "auto"
+    encoder_graphs: bool = True
 
     def __post_init__(self):
         if self.fast not in (None, True, False):
@@ -54,6 +56,8 @@ class FastOptions:
             raise ValueError(f"generation.prefill_chunk must be an integer >= 1, got {self.prefill_chunk!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"generation.compile must be true or false, got {self.compile!r}")
+        if not isinstance(self.encoder_graphs, bool):
+            raise ValueError(f"generation.encoder_graphs must be true or false, got {self.encoder_graphs!r}")
         if self.step not in KERNELS:
             raise ValueError(f"generation.step must be one of {KERNELS}, got {self.step!r}")
         if self.step == "triton" and self.compile:

@@ -11,7 +11,9 @@ exist, sharing one memory pool that holds the activations of the longest piece. 
 tokens in front are compute-bound: they run as plain forwards of at most ``eager_chunk`` tokens.
 
 Graphs follow the weights as the fast decoder's do: new parameter tensors drop them (they are recorded again on
-use); in-place updates need nothing, the graphs read the parameters where they are.
+use; `WeightWatch` checks that cheaply on every call); in-place updates need nothing, the graphs read the
+parameters where they are. Each recorded piece writes its new state into the static state buffer itself, so
+consecutive pieces chain with no copies between the replays.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from modrwkv.backbone.state import RWKV7State
 
 from .fast import CapturedGraph, capture_graph
+from .weight_watch import WeightWatch
 
 GRAPH_MAX = 2048  # prompt parts of this many tokens and more run as plain forwards (not launch-bound)
 PIECE = 64  # the first piece is a multiple of this many tokens, the second shorter
@@ -41,20 +44,18 @@ class PrefillGraphs:
         self.eager_chunk = int(eager_chunk)
         self.graphs: dict[tuple, CapturedGraph] = {}
         self.captures = 0
-        self._addresses = None
+        self._watch = WeightWatch(backbone)
         self._state: RWKV7State | None = None
         self._inputs: dict[int, torch.Tensor] = {}
 
     def _sync_weights(self) -> None:
-        addresses = tuple((p.data_ptr(), p.dtype, p.device) for p in self.backbone.parameters())
-        if addresses != self._addresses:
+        if self._watch.changed():
             self.graphs, self._inputs, self._state = {}, {}, None
             self.pool = torch.cuda.graph_pool_handle()
-            self._addresses = addresses
 
     def _graph(self, n: int, dtype: torch.dtype) -> CapturedGraph:
-        """The recorded forward of an n-token piece: reads ``_inputs[n]`` and ``_state``, returns (last hidden
-        (1, C), new state)."""
+        """The recorded forward of an n-token piece: reads ``_inputs[n]`` and ``_state``, writes the new state into
+        ``_state`` and returns the last hidden (1, C)."""
         key = (n, dtype)
         g = self.graphs.get(key)
         if g is None:
@@ -67,7 +68,8 @@ class PrefillGraphs:
 
             def piece():
                 hidden, state = bb.forward_hidden(x, state=self._state, return_state=True)
-                return hidden[:, -1], state
+                self._state.copy_(state)  # the new state is computed in full before it overwrites the old
+                return hidden[:, -1]
 
             g = capture_graph(piece, pool=self.pool)
             self._state.copy_(saved)  # the warm-up calls ran for real
@@ -102,7 +104,6 @@ class PrefillGraphs:
         for n in lengths:
             g = self.graphs[(n, emb.dtype)]
             self._inputs[n].copy_(emb[:, t0:t0 + n])
-            last, new_state = g.replay()
-            self._state.copy_(new_state)
+            last = g.replay()  # (1, C); the state after the piece is now in self._state
             t0 += n
         return last.clone(), self._state.clone()

@@ -1,0 +1,55 @@
+"""A cheap per-call check that modules still hold the tensors a CUDA graph was recorded over.
+
+A recorded graph reads parameters and buffers at fixed addresses, so it must be dropped when a tensor is replaced
+(``.to()``, assigning a new `nn.Parameter`, swapping a submodule, ``param.data = ...``); in-place updates (an
+optimiser step, ``load_state_dict``) need nothing. Walking ``module.parameters()`` on every call to compare addresses
+costs about as much as replaying a small graph, so `WeightWatch` keeps, from its last snapshot, each submodule's
+parameter / buffer / child dicts and the tensors in them, and checks those (dict lookups, identity, addresses) in
+one flat loop; only a change takes a new snapshot.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class WeightWatch:
+    """``changed()`` is True on the first call and whenever a parameter or buffer of ``modules`` is no longer the
+    tensor (object, address, dtype) of the previous snapshot, or the module tree itself changed."""
+
+    def __init__(self, *modules: nn.Module):
+        self.modules = modules
+        self._tensors: list[tuple] = []  # (owning dict, name, tensor, address, dtype)
+        self._tree: list[tuple] = []  # (module, #params, #buffers, children dict, children tuple)
+        self._valid = False
+
+    def _snapshot(self) -> None:
+        seen, tensors, tree = set(), [], []
+        for root in self.modules:
+            for m in root.modules():
+                if id(m) in seen:
+                    continue
+                seen.add(id(m))
+                tree.append((m, len(m._parameters), len(m._buffers), m._modules, tuple(m._modules.values())))
+                for store in (m._parameters, m._buffers):
+                    for name, t in store.items():
+                        if t is not None:
+                            tensors.append((store, name, t, t.data_ptr(), t.dtype))
+        self._tensors, self._tree, self._valid = tensors, tree, True
+
+    def _same(self) -> bool:
+        for m, n_params, n_buffers, children, kids in self._tree:
+            if (len(m._parameters) != n_params or len(m._buffers) != n_buffers or m._modules is not children
+                    or tuple(children.values()) != kids):
+                return False
+        for store, name, t, address, dtype in self._tensors:
+            if store.get(name) is not t or t.data_ptr() != address or t.dtype != dtype:
+                return False
+        return True
+
+    def changed(self) -> bool:
+        """Whether the tensors changed since the last call (then a new snapshot is taken)."""
+        if self._valid and self._same():
+            return False
+        self._snapshot()
+        return True
