@@ -62,7 +62,12 @@ class EncoderGraphs:
             self.graphs.popitem(last=False)
         shape, dtype, _ = key
         static = torch.zeros(shape, dtype=dtype, device=self.device)
-        entry = static, capture_graph(lambda: self.encode(static), pool=self.pool)
+        try:
+            entry = static, capture_graph(lambda: self.encode(static), pool=self.pool)
+        except RuntimeError as err:  # e.g. an encoder that reads a value back to the host
+            raise RuntimeError(f"recording the modality encoder + adapter for inputs {shape} in a CUDA graph failed "
+                               f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); set "
+                               "generation.encoder_graphs=false to run it eagerly") from err
         self.graphs[key] = entry
         self.captures += 1
         return entry

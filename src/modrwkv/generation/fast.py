@@ -28,6 +28,7 @@ from modrwkv.backbone.state import RWKV7State
 from modrwkv.data.chat import TURN_END
 
 from .sampling import GREEDY, draw_uniform, sample_tokens, sampler_mode
+from .weight_watch import WeightWatch
 
 
 @dataclass
@@ -120,21 +121,19 @@ class FastDecoder:
         self.use_graphs = self.device.type == "cuda" if graphs is None else bool(graphs)
         if self.use_graphs and self.device.type != "cuda":
             raise ValueError("CUDA graphs need the backbone on a CUDA device")
-        self._addresses = self._versions = None
+        self._watch, self._versions = WeightWatch(backbone), None
         self.capacity = 0
         self.graphs: dict = {}
         self.captures = 0  # graphs recorded so far (each bucket and mode once)
 
     # ---- weights and buffers -----------------------------------------------------------------------------------
     def _sync_weights(self) -> None:
-        params = list(self.backbone.parameters())
-        addresses = tuple((p.data_ptr(), p.dtype, p.device) for p in params)
-        versions = tuple(p._version for p in params)
-        if addresses != self._addresses:  # new tensors: everything that points at them is rebuilt
+        changed = self._watch.changed()
+        versions = self._watch.versions()
+        if changed:  # new tensors: everything that points at them is rebuilt
             self.fused = FusedDecoder(self.backbone, compile=self.compile, kernels=self.step)
             self.device = self.backbone.emb.weight.device
             self.capacity, self.graphs = 0, {}
-            self._addresses = addresses
         elif versions != self._versions:
             self.fused.refresh_()
         self._versions = versions

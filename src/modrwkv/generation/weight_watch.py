@@ -47,6 +47,10 @@ class WeightWatch:
                 return False
         return True
 
+    def versions(self) -> tuple[int, ...]:
+        """The in-place version counters of the snapshot's tensors (they move with every in-place update)."""
+        return tuple(t._version for _, _, t, _, _ in self._tensors)
+
     def changed(self) -> bool:
         """Whether the tensors changed since the last call (then a new snapshot is taken)."""
         if self._valid and self._same():
