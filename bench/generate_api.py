@@ -22,6 +22,8 @@ Measured, in this order, in one process:
   the peak memory of the call;
 - the weight-read floor: bytes a decode step must read (every weight once, the embedding table excepted, plus the
   WKV state read and written) over the copy bandwidth measured in the same run;
+- ``--ttft-compile``: last, time to first token again with the blocks compiled (`RWKV7.compile_blocks`, as
+  ``backbone.compile=true``): the prefill graphs then record Inductor's fused kernels;
 - ``--peer``: Hugging Face transformers' `generate` (static cache, compiled by transformers) of a Qwen2-1.5B-shaped
   model with random weights, the same per-token method, batch 1 at the first context.
 
@@ -186,6 +188,36 @@ def host_split(model, fn, reps: int) -> dict:
     return out
 
 
+def measure_ttft(model, sample, prompt, device, reps: int, step: str, label: str = "") -> dict:
+    """Time to first token of ``generate(sample, prompt, max_new_tokens=1)`` (median wall ms of ``reps``), its
+    synchronised stages, the host split of one call, and the same call with the encoder run eagerly."""
+    def call():
+        return model.generate(sample, prompt, max_new_tokens=1)
+
+    row = {"ttft_ms": wall(call, device, reps) * 1e3}
+    enc_graphs = model._encoder_cache
+    row["encoder_graphs"] = enc_graphs is not None and enc_graphs.captures > 0
+    row["encoder_graph_captures"] = enc_graphs.captures if enc_graphs else 0
+    row["prefill_graph_captures"] = model._prefill_cache.captures if model._prefill_cache else 0
+    print(f"{label}time to first token (1 image, 32-token question): {row['ttft_ms']:.1f} ms (encoder graphs "
+          f"{row['encoder_graphs']}, captures {row['encoder_graph_captures']}; prefill graph captures "
+          f"{row['prefill_graph_captures']})", flush=True)
+    row["ttft_stages"] = ttft_stages(model, sample, prompt, device, reps)
+    print("  stages (wall ms / GPU kernel ms): " + ", ".join(
+        f"{k} {v['wall_ms']:.1f}/{v['kernel_ms']:.1f}" for k, v in row["ttft_stages"].items()), flush=True)
+    for name, calls, ms in row["ttft_stages"]["prefill"]["top_kernels"]:
+        print(f"    prefill kernel {ms:7.2f} ms  x{calls:<5d} {name}", flush=True)
+    row["ttft_host_split"] = host_split(model, call, reps)
+    print("  host ms inside one call: " + ", ".join(f"{k} {v:.2f}" for k, v in row["ttft_host_split"].items()),
+          flush=True)
+    model.generation = FastOptions(step=step, encoder_graphs=False)  # the peer: the encoder run eagerly
+    row["ttft_ms_eager_encoder"] = wall(call, device, reps) * 1e3
+    model.generation = FastOptions(step=step)
+    print(f"  same call, encoder eager (generation.encoder_graphs=false): {row['ttft_ms_eager_encoder']:.1f} ms",
+          flush=True)
+    return row
+
+
 def text_of(n: int, seed: int) -> str:
     rng = np.random.default_rng(seed)
     return bytes(rng.integers(32, 127, n, dtype=np.uint8)).decode()
@@ -221,29 +253,7 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
           f"{res['captures_after_first_call']})", flush=True)
     save()
 
-    res["ttft_ms"] = wall(lambda: model.generate(sample, prompt, max_new_tokens=1), device, args.reps * 2) * 1e3
-    print(f"time to first token (1 image, 32-token question): {res['ttft_ms']:.1f} ms", flush=True)
-    enc_graphs = model._encoder_cache
-    res["encoder_graphs"] = enc_graphs is not None and enc_graphs.captures > 0
-    res["encoder_graph_captures"] = enc_graphs.captures if enc_graphs else 0
-    res["prefill_graph_captures"] = model._prefill_cache.captures if model._prefill_cache else 0
-    res["ttft_stages"] = ttft_stages(model, sample, prompt, device, args.reps * 2)
-    print(f"  encoder graphs {res['encoder_graphs']} (captures {res['encoder_graph_captures']}), prefill graph "
-          f"captures {res['prefill_graph_captures']}", flush=True)
-    print("  stages (wall ms / GPU kernel ms): " + ", ".join(
-        f"{k} {v['wall_ms']:.1f}/{v['kernel_ms']:.1f}" for k, v in res["ttft_stages"].items()), flush=True)
-    for name, calls, ms in res["ttft_stages"]["prefill"]["top_kernels"]:
-        print(f"    prefill kernel {ms:7.2f} ms  x{calls:<5d} {name}", flush=True)
-    res["ttft_host_split"] = host_split(model, lambda: model.generate(sample, prompt, max_new_tokens=1),
-                                        args.reps * 2)
-    print("  host ms inside one call: " + ", ".join(f"{k} {v:.2f}" for k, v in res["ttft_host_split"].items()),
-          flush=True)
-    model.generation = FastOptions(step=args.step, encoder_graphs=False)  # the peer: the encoder run eagerly
-    res["ttft_ms_eager_encoder"] = wall(lambda: model.generate(sample, prompt, max_new_tokens=1), device,
-                                        args.reps * 2) * 1e3
-    model.generation = FastOptions(step=args.step)
-    print(f"  same call, encoder eager (generation.encoder_graphs=false): {res['ttft_ms_eager_encoder']:.1f} ms",
-          flush=True)
+    res.update(measure_ttft(model, sample, prompt, device, args.reps * 2, args.step))
     save()
 
     weight_bytes = common.decode_weight_bytes(model.backbone)
@@ -351,6 +361,20 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
               "ms/token", flush=True)
         save()
 
+    if args.ttft_compile:  # last: compiling the blocks changes every later prefill of this model
+        model.generation = FastOptions(step=args.step)
+        model.backbone.compile_blocks()  # what backbone.compile=true does; the prefill graphs record compiled blocks
+        model.clear_generation_cache()
+        t0 = time.perf_counter()
+        model.generate(sample, prompt, max_new_tokens=1)
+        common.sync(device)
+        row = {"first_call_s": time.perf_counter() - t0}
+        print(f"compiled blocks: first 1-token generate {row['first_call_s']:.1f} s (compilation and capture)",
+              flush=True)
+        row.update(measure_ttft(model, sample, prompt, device, args.reps * 2, args.step, "compiled blocks: "))
+        res["ttft_compiled_blocks"] = row
+        save()
+
 
 @torch.no_grad()
 def run_peer(args, device, res, save) -> None:
@@ -400,6 +424,8 @@ def main(argv=None):
     ap.add_argument("--compare-step", nargs="*", choices=KERNELS, default=[],
                     help="also time batch 1 at the first context with these steps (e.g. torch triton)")
     ap.add_argument("--compile", action="store_true", help="also the torch.compile'd fused step")
+    ap.add_argument("--ttft-compile", action="store_true",
+                    help="last, time to first token again with the blocks torch.compile'd (backbone.compile)")
     ap.add_argument("--peer", action="store_true", help="also transformers' Qwen2-1.5B with a static cache")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/generate_api.json)")
