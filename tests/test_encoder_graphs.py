@@ -9,12 +9,13 @@ import torch
 from torch import nn
 
 from modrwkv.data.chat import PLACEHOLDER_ID
-from modrwkv.generation import FastDecoder, make_generator
+from modrwkv.generation import FastDecoder, encoder_graphs, make_generator
 from modrwkv.generation.encoder_graphs import EncoderGraphs
 from modrwkv.generation.fast import FastOptions
 from modrwkv.generation.weight_watch import WeightWatch
 from modrwkv.model import placeholder_runs
 
+from .graph_fakes import use_fake_graphs
 from .test_generate import _model, _sample
 
 CUDA = torch.device("cuda")  # only compared against: nothing here touches a GPU
@@ -83,6 +84,39 @@ def test_fixed_shape_inputs_go_to_the_graphs_variable_length_ones_stay_eager(mon
     with torch.no_grad():
         want = model._modality_tokens(samples)
     assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+@torch.no_grad()
+def test_one_graph_per_shape_and_dtype_least_recently_used_leave_new_weights_drop_all(monkeypatch):
+    """The cache's logic on the CPU with re-run stand-ins for the graphs (tests/graph_fakes.py)."""
+    use_fake_graphs(monkeypatch, encoder_graphs)
+    net = _net()
+    seen = []
+
+    def encode(x):  # (N, 4) -> (N, 4); records which static buffer each "replay" reads
+        seen.append(x.data_ptr())
+        return net(x.to(net[0].weight.dtype))
+
+    graphs = EncoderGraphs(encode, (net,), CUDA, max_graphs=2)
+    graphs.device = torch.device("cpu")  # the buffers on the CPU: nothing here touches a GPU
+    x1, x2, x3 = (torch.randn(n, 4) for n in (1, 2, 3))
+    for x in (x1, x1, x2, x1.double()):
+        assert torch.equal(graphs(x), encode(x))
+    assert graphs.captures == 3  # (1, 4) fp32 once, (2, 4), (1, 4) fp64
+    assert list(graphs.graphs) == [graphs.key(x2), graphs.key(x1.double())]  # (1, 4) fp32 left first
+    graphs(x2)  # now the most recently used
+    graphs(x3)
+    assert graphs.captures == 4 and list(graphs.graphs) == [graphs.key(x2), graphs.key(x3)]
+    graphs(x1)
+    assert graphs.captures == 5
+    net[0].weight.mul_(3.0)  # in place: the same graphs, reading the new values
+    assert torch.equal(graphs(x1), encode(x1)) and graphs.captures == 5
+    net[0].weight = nn.Parameter(net[0].weight.detach().clone())  # a new tensor: every graph dropped
+    seen.clear()
+    assert torch.equal(graphs(x1), encode(x1))
+    assert graphs.captures == 6 and len(graphs.graphs) == 1
+    static = graphs.graphs[graphs.key(x1)][0]
+    assert seen[0] == static.data_ptr()  # the recorded call reads the static input buffer
 
 
 def test_encoder_graphs_refuse_a_cpu_encoder():

@@ -80,7 +80,7 @@ class EncoderGraphs:
             self.graphs.clear()
             self.pool = torch.cuda.graph_pool_handle()
         static, graph = self._graph(self.key(x))
-        if x.device.type == "cpu":
+        if x.device.type == "cpu" and static.is_cuda:
             x = x.pin_memory()  # a cached pinned block: the copy below does not wait for the GPU
         static.copy_(x, non_blocking=True)
         return graph.replay().clone()
