@@ -190,16 +190,20 @@ def host_split(model, fn, reps: int) -> dict:
 
 
 def measure_ttft(model, sample, prompt, device, reps: int, step: str, label: str = "") -> dict:
-    """Time to first token of ``generate(sample, prompt, max_new_tokens=1)`` (median wall ms of ``reps``), its
-    synchronised stages, the host split of one call, and the same call with the encoder run eagerly."""
+    """Time to first token of ``generate(sample, prompt, max_new_tokens=1)`` (median wall ms of ``reps``) for a
+    prompt length read before (its one-piece prefill graph, ``generation.prefill_exact``), its synchronised stages,
+    the host split of one call, and the same call with the encoder run eagerly and with the two-piece prefill (a
+    length seen for the first time)."""
     def call():
         return model.generate(sample, prompt, max_new_tokens=1)
 
+    call()  # this prompt length a second time: its one-piece prefill graph is recorded here
     row = {"ttft_ms": wall(call, device, reps) * 1e3}
     enc_graphs = model._encoder_cache
     row["encoder_graphs"] = enc_graphs is not None and enc_graphs.captures > 0
     row["encoder_graph_captures"] = enc_graphs.captures if enc_graphs else 0
     row["prefill_graph_captures"] = model._prefill_cache.captures if model._prefill_cache else 0
+    row["prefill_exact_lengths"] = sorted(model._prefill_cache.exact_lengths) if model._prefill_cache else []
     print(f"{label}time to first token (1 image, 32-token question): {row['ttft_ms']:.1f} ms (encoder graphs "
           f"{row['encoder_graphs']}, captures {row['encoder_graph_captures']}; prefill graph captures "
           f"{row['prefill_graph_captures']})", flush=True)
@@ -213,9 +217,16 @@ def measure_ttft(model, sample, prompt, device, reps: int, step: str, label: str
           flush=True)
     model.generation = FastOptions(step=step, encoder_graphs=False)  # the peer: the encoder run eagerly
     row["ttft_ms_eager_encoder"] = wall(call, device, reps) * 1e3
-    model.generation = FastOptions(step=step)
     print(f"  same call, encoder eager (generation.encoder_graphs=false): {row['ttft_ms_eager_encoder']:.1f} ms",
           flush=True)
+    model.generation = FastOptions(step=step, prefill_exact=0)  # the peer: two prefill pieces (new prefill graphs)
+    call()
+    row["ttft_ms_two_pieces"] = wall(call, device, reps) * 1e3
+    print(f"  same call, two-piece prefill (generation.prefill_exact=0): {row['ttft_ms_two_pieces']:.1f} ms",
+          flush=True)
+    model.generation = FastOptions(step=step)
+    call()
+    call()  # back to the one-piece graph
     return row
 
 

@@ -88,3 +88,27 @@ def test_new_weight_tensors_drop_the_graphs(monkeypatch):
     bb.blocks[0].att.receptance.weight = torch.nn.Parameter(bb.blocks[0].att.receptance.weight * 2)
     _close(graphs(emb)[0], bb.forward_hidden(emb)[0][:, -1])
     assert graphs.captures == 4  # both piece lengths recorded again
+
+
+@torch.no_grad()
+def test_a_length_read_twice_gets_one_piece_the_first_exact_ones_only(monkeypatch):
+    use_fake_graphs(monkeypatch, prefill_graphs)
+    bb = _backbone()
+    graphs = PrefillGraphs(bb, exact=1)
+    g = torch.Generator().manual_seed(3)
+    recorded = set()
+    plan = [(77, {64, 13}), (77, {77}), (77, set()), (78, {14}), (78, set()), (128, {128}), (128, set())]
+    for T, new in plan:  # the graphs each call records; 78 comes back too, but the one exact slot is taken by 77
+        emb = torch.randn(1, T, 64, generator=g, dtype=torch.float64)
+        hidden, want = bb.forward_hidden(emb, return_state=True)
+        last, got = graphs(emb)
+        _close(last, hidden[:, -1])
+        _close(got.wkv, want.wkv)
+        assert {n for n, _ in graphs.graphs} == recorded | new, T
+        recorded |= new
+        assert graphs.captures == len(recorded)
+    assert graphs.exact_lengths == {77}
+    never = PrefillGraphs(bb)  # exact=0: always the pieces
+    assert [never.lengths(77) for _ in range(3)] == [[64, 13]] * 3
+    with pytest.raises(ValueError, match="exact must be an integer >= 0"):
+        PrefillGraphs(bb, exact=-1)

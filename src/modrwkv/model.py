@@ -273,8 +273,10 @@ class ModRWKV(nn.Module):
         return device.type == "cuda" if fast is None else bool(fast)
 
     def _prefill_graphs(self) -> PrefillGraphs:
-        if self._prefill_cache is None or self._prefill_cache.backbone is not self.backbone:
-            self._prefill_cache = PrefillGraphs(self.backbone, eager_chunk=self.generation.prefill_chunk)
+        cache, opts = self._prefill_cache, self.generation
+        if (cache is None or cache.backbone is not self.backbone or cache.eager_chunk != opts.prefill_chunk
+                or cache.exact != opts.prefill_exact):
+            self._prefill_cache = PrefillGraphs(self.backbone, eager_chunk=opts.prefill_chunk, exact=opts.prefill_exact)
         return self._prefill_cache
 
     def clear_generation_cache(self) -> None:

@@ -39,7 +39,9 @@ class FastOptions:
     prompt tokens read in one forward (longer prompts and larger batches are read in pieces: bounded memory).
     ``step``: the fused step's elementwise kernels, "auto" (Triton on a GPU unless ``compile``), "triton" or "torch"
     (`modrwkv.backbone.fused.FusedDecoder`). ``encoder_graphs``: on the fast path on a GPU, run the encoder + adapter
-    of fixed-shape inputs (images) as recorded CUDA graphs (`modrwkv.generation.encoder_graphs`)."""
+    of fixed-shape inputs (images) as recorded CUDA graphs (`modrwkv.generation.encoder_graphs`). ``prefill_exact``:
+    how many prompt lengths, once read twice, get a one-piece prefill graph of their own
+    (`modrwkv.generation.prefill_graphs`; 0: always at most two pieces)."""
 
     fast: bool | None = None
     check_every: int = 8
@@ -47,6 +49,7 @@ class FastOptions:
     prefill_chunk: int = 16384
     step: str = "auto"
     encoder_graphs: bool = True
+    prefill_exact: int = 8
 
     def __post_init__(self):
         if self.fast not in (None, True, False):
@@ -59,6 +62,8 @@ class FastOptions:
             raise ValueError(f"generation.compile must be true or false, got {self.compile!r}")
         if not isinstance(self.encoder_graphs, bool):
             raise ValueError(f"generation.encoder_graphs must be true or false, got {self.encoder_graphs!r}")
+        if isinstance(self.prefill_exact, bool) or not isinstance(self.prefill_exact, int) or self.prefill_exact < 0:
+            raise ValueError(f"generation.prefill_exact must be an integer >= 0, got {self.prefill_exact!r}")
         if self.step not in KERNELS:
             raise ValueError(f"generation.step must be one of {KERNELS}, got {self.step!r}")
         if self.step == "triton" and self.compile:

@@ -6,9 +6,12 @@ number of forwards a prompt takes. `PrefillGraphs` reads the part of a prompt sh
 most two recorded `RWKV7.forward_hidden` calls, a piece of a multiple of ``PIECE`` tokens and the remainder
 (630 = 576 + 54), carrying the recurrent state from the first to the second. The recurrence makes this the same
 function as one forward over the whole prompt (the boundary only changes rounding). A graph is recorded on the first
-prompt that needs its length and serves every later one, so at most GRAPH_MAX / PIECE + PIECE - 2 graphs ever
-exist, sharing one memory pool that holds the activations of the longest piece. Whole multiples of ``GRAPH_MAX``
-tokens in front are compute-bound: they run as plain forwards of at most ``eager_chunk`` tokens.
+prompt that needs its length and serves every later one. Each piece reads all the weights and launches all the
+forward's kernels again, so a prompt length that comes back is worth a graph of its own: the first ``exact`` lengths
+read a second time get a one-piece graph, kept from then on (no eviction, so no re-recording however many lengths
+follow). So at most GRAPH_MAX / PIECE + PIECE - 2 + ``exact`` graphs ever exist, sharing one memory pool that holds
+the activations of the longest piece. Whole multiples of ``GRAPH_MAX`` tokens in front are compute-bound: they run
+as plain forwards of at most ``eager_chunk`` tokens.
 
 Graphs follow the weights as the fast decoder's do: new parameter tensors drop them (they are recorded again on
 use; `WeightWatch` checks that cheaply on every call); in-place updates need nothing, the graphs read the
@@ -37,11 +40,17 @@ def piece_lengths(total: int) -> list[int]:
 
 
 class PrefillGraphs:
-    """Graph-replayed prefill of one sequence for an `RWKV7` backbone on CUDA; see the module docstring."""
+    """Graph-replayed prefill of one sequence for an `RWKV7` backbone on CUDA; see the module docstring.
+    ``exact``: how many prompt lengths, once seen twice, get a one-piece graph of their own (0: always pieces)."""
 
-    def __init__(self, backbone, eager_chunk: int = 16384):
+    def __init__(self, backbone, eager_chunk: int = 16384, exact: int = 0):
+        if isinstance(exact, bool) or not isinstance(exact, int) or exact < 0:
+            raise ValueError(f"PrefillGraphs: exact must be an integer >= 0, got {exact!r}")
         self.backbone = backbone
         self.eager_chunk = int(eager_chunk)
+        self.exact = exact
+        self.exact_lengths: set[int] = set()  # two-piece lengths read in one piece since their second sight
+        self._seen: set[int] = set()  # two-piece lengths read so far (fewer than GRAPH_MAX values)
         self.graphs: dict[tuple, CapturedGraph] = {}
         self.captures = 0
         self._watch = WeightWatch(backbone)
@@ -52,6 +61,18 @@ class PrefillGraphs:
         if self._watch.changed():
             self.graphs, self._inputs, self._state = {}, {}, None
             self.pool = torch.cuda.graph_pool_handle()
+
+    def lengths(self, total: int) -> list[int]:
+        """The pieces a graphed prompt part of ``total`` tokens is read in now (`piece_lengths`, or one piece for a
+        length that came back); records that ``total`` was seen."""
+        pieces = piece_lengths(total)
+        if len(pieces) < 2 or total in self.exact_lengths:
+            return pieces if len(pieces) < 2 else [total]
+        if total in self._seen and len(self.exact_lengths) < self.exact:
+            self.exact_lengths.add(total)
+            return [total]
+        self._seen.add(total)
+        return pieces
 
     def _graph(self, n: int, dtype: torch.dtype) -> CapturedGraph:
         """The recorded forward of an n-token piece: reads ``_inputs[n]`` and ``_state``, writes the new state into
@@ -86,7 +107,7 @@ class PrefillGraphs:
         self._sync_weights()
         T = emb.shape[1]
         n_eager = T // GRAPH_MAX * GRAPH_MAX
-        lengths = piece_lengths(T - n_eager)
+        lengths = self.lengths(T - n_eager)
         for n in lengths:
             self._graph(n, emb.dtype)
         last = None
