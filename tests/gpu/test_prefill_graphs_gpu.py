@@ -68,3 +68,20 @@ def test_in_place_weight_update_is_seen_new_tensors_rerecord():
     hidden, _ = bb.forward_hidden(emb, return_state=True)
     _close(graphs(emb)[0], hidden[:, -1], 2e-4)
     assert graphs.captures == before + 1  # 40 tokens: one piece, recorded again over the new tensor
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-4), (torch.bfloat16, 3e-2)])
+def test_a_length_read_again_is_one_recorded_forward(dtype, tol):
+    bb = _backbone(dtype)
+    graphs = PrefillGraphs(bb, exact=1)
+    g = torch.Generator().manual_seed(2)
+    for T, captures in ((630, 2), (630, 3), (630, 3), (100, 4), (100, 4)):  # 576 + 54, then 630; 100: 64 + 36
+        emb = torch.randn(1, T, bb.config.n_embd, generator=g).to("cuda", dtype)
+        hidden, want = bb.forward_hidden(emb, return_state=True)
+        last, got = graphs(emb)
+        _close(last, hidden[:, -1], tol)
+        for x, y in zip((got.att_shift, got.wkv, got.ffn_shift), (want.att_shift, want.wkv, want.ffn_shift)):
+            _close(x, y, tol)
+        assert graphs.captures == captures, (T, graphs.captures)
+    assert graphs.exact_lengths == {630}  # one slot: 100 keeps its two pieces
