@@ -13,7 +13,7 @@ from modrwkv.generation import FastDecoder, encoder_graphs, make_generator
 from modrwkv.generation.encoder_graphs import EncoderGraphs
 from modrwkv.generation.fast import FastOptions
 from modrwkv.generation.weight_watch import WeightWatch
-from modrwkv.model import placeholder_runs
+from modrwkv.model import ModRWKV, placeholder_runs
 
 from .graph_fakes import use_fake_graphs
 from .test_generate import _model, _sample
@@ -72,8 +72,8 @@ def test_fixed_shape_inputs_go_to_the_graphs_variable_length_ones_stay_eager(mon
                                                                              graphed):
     model = eval_model(encoder)
     rec = _Recorder(model)
-    monkeypatch.setattr(model, "_use_encoder_graphs", lambda fast, device: True)  # as on a GPU
-    monkeypatch.setattr(model, "_encoder_graphs", lambda device: rec)
+    monkeypatch.setattr(ModRWKV, "_use_encoder_graphs", lambda self, fast, device: True)  # as on a GPU
+    monkeypatch.setattr(ModRWKV, "_encoder_graphs", lambda self, device: rec)
     samples = [_sample(model.encoder.modality, seed=i) for i in range(2)]
     with torch.no_grad():
         got = model._modality_tokens(samples)

@@ -76,7 +76,7 @@ def test_a_length_read_again_is_one_recorded_forward(dtype, tol):
     bb = _backbone(dtype)
     graphs = PrefillGraphs(bb, exact=1)
     g = torch.Generator().manual_seed(2)
-    for T, captures in ((630, 2), (630, 3), (630, 3), (100, 4), (100, 4)):  # 576 + 54, then 630; 100: 64 + 36
+    for T, captures in ((630, 2), (630, 3), (630, 3), (100, 5), (100, 5)):  # 576 + 54, then 630; 100: 64 + 36
         emb = torch.randn(1, T, bb.config.n_embd, generator=g).to("cuda", dtype)
         hidden, want = bb.forward_hidden(emb, return_state=True)
         last, got = graphs(emb)

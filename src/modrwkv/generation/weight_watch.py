@@ -2,10 +2,10 @@
 
 A recorded graph reads parameters and buffers at fixed addresses, so it must be dropped when a tensor is replaced
 (``.to()``, assigning a new `nn.Parameter`, swapping a submodule, ``param.data = ...``); in-place updates (an
-optimiser step, ``load_state_dict``) need nothing. Walking ``module.parameters()`` on every call to compare addresses
-costs about as much as replaying a small graph, so `WeightWatch` keeps, from its last snapshot, each submodule's
-parameter / buffer / child dicts and the tensors in them, and checks those (dict lookups, identity, addresses) in
-one flat loop; only a change takes a new snapshot.
+optimiser step, ``load_state_dict``) need nothing. Rather than walk the module tree through ``module.parameters()``
+on every call (a generator per submodule, a memo set, a new tuple of every address), `WeightWatch` keeps, from its
+last snapshot, each submodule's parameter / buffer / child dicts and the tensors in them, and checks those (dict
+lookups, identity, addresses) in two flat loops; only a change takes a new snapshot.
 """
 
 from __future__ import annotations
