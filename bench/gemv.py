@@ -60,7 +60,8 @@ def main() -> None:
         floor_us = nbytes / copy_bw * 1e6
 
         def per_call_us(op, mats):
-            return triton.testing.do_bench_cudagraph(lambda: [op(m) for m in mats], rep=10, return_mode="median") * 1e3 / len(mats)
+            ms = triton.testing.do_bench_cudagraph(lambda: [op(m) for m in mats], rep=10, return_mode="median")
+            return ms * 1e3 / len(mats)
 
         base = {"cublas_linear": per_call_us(lambda m, x=x: F.linear(x, m), ws),
                 "cublas_mm_KN": per_call_us(lambda m, x=x: torch.mm(x, m), wts)}

@@ -158,7 +158,8 @@ def state_bytes(backbone, n: int = 1) -> int:
 def run_ours(args, device, dtype, bw, res, save) -> None:
     tiny = args.size == "tiny"
     model = build(args.size, device, dtype, tiny)
-    model.generation = FastOptions(step=args.step)
+    default_opts = FastOptions(step=args.step, gemv_max_batch=args.gemv_max_batch)
+    model.generation = default_opts
     enc = model.encoder
     image = torch.randn(3, enc.image_size, enc.image_size, generator=torch.Generator().manual_seed(0))
     sample = {"modality": "image", "image": image}
@@ -175,6 +176,7 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
     res["graphs"] = bool(dec and dec.use_graphs)
     res["captures_after_first_call"] = dec.captures if dec else None
     res["step_kernels"] = dec.fused.kernels if dec else None
+    res["gemv_max_batch"] = dec.fused.gemv_max_batch if dec else None
     print(f"first generate call {res['first_call_s']:.2f} s (graphs {res['graphs']}, captures "
           f"{res['captures_after_first_call']})", flush=True)
     save()
@@ -267,18 +269,26 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
               f"{total - timer.last_s:.2f} s, peak {common.peak_gib(device) or 0:.2f} GiB", flush=True)
         save()
 
-    for step in args.compare_step or []:  # the same batch-1 row with another step implementation, same process
-        model.generation = FastOptions(step=step)
+    def compare_row(key: str, opts: FastOptions, label: str) -> None:
+        """The batch-1 row at the first context with other decoding options, same process."""
+        model.generation = opts
         model.clear_generation_cache()
         model.answer_ids(first, [question], max_new_tokens=8)  # capture outside the timing
         row = per_token(lambda n: model.answer_ids(first, [question], max_new_tokens=n), args.new, device, args.reps)
         dec = model._fast_decoder  # None on the CPU, where the eager loop decodes
-        row.update(step_kernels=dec.fused.kernels if dec else None, ctx=first.num_tokens)
-        res.setdefault("compare_step", []).append(row)
-        print(f"step {step} ({row['step_kernels']}), ctx {row['ctx']}: {row['ms_per_step']:.3f} ms/token", flush=True)
-        model.generation = FastOptions(step=args.step)
+        row.update(step_kernels=dec.fused.kernels if dec else None, ctx=first.num_tokens,
+                   gemv_max_batch=dec.fused.gemv_max_batch if dec else None)
+        res.setdefault(key, []).append(row)
+        print(f"{label} ({row['step_kernels']}, gemv_max_batch {row['gemv_max_batch']}), ctx {row['ctx']}: "
+              f"{row['ms_per_step']:.3f} ms/token", flush=True)
+        model.generation = default_opts
         model.clear_generation_cache()
         save()
+
+    for step in args.compare_step or []:
+        compare_row("compare_step", FastOptions(step=step, gemv_max_batch=args.gemv_max_batch), f"step {step}")
+    for gemv in args.compare_gemv or []:
+        compare_row("compare_gemv", FastOptions(step=args.step, gemv_max_batch=gemv), f"gemv_max_batch {gemv}")
 
     if args.compile:
         model.generation = FastOptions(compile=True)
@@ -341,6 +351,10 @@ def main(argv=None):
     ap.add_argument("--step", default="auto", choices=KERNELS, help="the fused step's kernels (generation.step)")
     ap.add_argument("--compare-step", nargs="*", choices=KERNELS, default=[],
                     help="also time batch 1 at the first context with these steps (e.g. torch triton)")
+    ap.add_argument("--gemv-max-batch", type=int, default=FastOptions.gemv_max_batch,
+                    help="generation.gemv_max_batch: batches up to this size take the fused GEMV kernels")
+    ap.add_argument("--compare-gemv", nargs="*", type=int, default=[],
+                    help="also time batch 1 at the first context with these gemv_max_batch values (e.g. 0)")
     ap.add_argument("--compile", action="store_true", help="also the torch.compile'd fused step")
     ap.add_argument("--peer", action="store_true", help="also transformers' Qwen2-1.5B with a static cache")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")

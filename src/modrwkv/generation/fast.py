@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modrwkv.backbone.fused import KERNELS, FusedDecoder
+from modrwkv.backbone.fused import GEMV_MAX_BATCH, KERNELS, FusedDecoder
 from modrwkv.backbone.state import RWKV7State
 from modrwkv.data.chat import TURN_END
 
@@ -37,13 +37,15 @@ class FastOptions:
     ``compile``: torch.compile the fused step's elementwise work (slower first call). ``prefill_chunk``: the most
     prompt tokens read in one forward (longer prompts and larger batches are read in pieces: bounded memory).
     ``step``: the fused step's elementwise kernels, "auto" (Triton on a GPU unless ``compile``), "triton" or "torch"
-    (`modrwkv.backbone.fused.FusedDecoder`)."""
+    (`modrwkv.backbone.fused.FusedDecoder`). ``gemv_max_batch``: with the triton step, steps of at most this many
+    sequences take the fused GEMV kernels (0: never)."""
 
     fast: bool | None = None
     check_every: int = 8
     compile: bool = False
     prefill_chunk: int = 16384
     step: str = "auto"
+    gemv_max_batch: int = GEMV_MAX_BATCH
 
     def __post_init__(self):
         if self.fast not in (None, True, False):
@@ -56,6 +58,9 @@ class FastOptions:
             raise ValueError(f"generation.compile must be true or false, got {self.compile!r}")
         if self.step not in KERNELS:
             raise ValueError(f"generation.step must be one of {KERNELS}, got {self.step!r}")
+        if isinstance(self.gemv_max_batch, bool) or not isinstance(self.gemv_max_batch, int) \
+                or not 0 <= self.gemv_max_batch <= 16:
+            raise ValueError(f"generation.gemv_max_batch must be an integer from 0 to 16, got {self.gemv_max_batch!r}")
         if self.step == "triton" and self.compile:
             raise ValueError("generation.compile=true compiles the torch step: use generation.step=torch or auto")
 
@@ -102,16 +107,17 @@ def _autocast_key(device: torch.device):
 
 class FastDecoder:
     """Batched decoding for one `RWKV7` backbone; see the module docstring. ``graphs``: None = on CUDA.
-    ``step``: `FusedDecoder`'s kernels ("auto", "triton", "torch")."""
+    ``step``: `FusedDecoder`'s kernels ("auto", "triton", "torch"); ``gemv_max_batch``: its fused-GEMV batch limit."""
 
     def __init__(self, backbone, check_every: int = 8, graphs: bool | None = None, compile: bool = False,
-                 step: str = "auto"):
+                 step: str = "auto", gemv_max_batch: int = GEMV_MAX_BATCH):
         if step not in KERNELS:
             raise ValueError(f"FastDecoder: step must be one of {KERNELS}, got {step!r}")
         self.backbone = backbone
         self.check_every = int(check_every)
         self.compile = compile
         self.step = step
+        self.gemv_max_batch = gemv_max_batch
         self.device = backbone.emb.weight.device
         self.use_graphs = self.device.type == "cuda" if graphs is None else bool(graphs)
         if self.use_graphs and self.device.type != "cuda":
@@ -127,7 +133,8 @@ class FastDecoder:
         addresses = tuple((p.data_ptr(), p.dtype, p.device) for p in params)
         versions = tuple(p._version for p in params)
         if addresses != self._addresses:  # new tensors: everything that points at them is rebuilt
-            self.fused = FusedDecoder(self.backbone, compile=self.compile, kernels=self.step)
+            self.fused = FusedDecoder(self.backbone, compile=self.compile, kernels=self.step,
+                                      gemv_max_batch=self.gemv_max_batch)
             self.device = self.backbone.emb.weight.device
             self.capacity, self.graphs = 0, {}
             self._addresses = addresses

@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_decode_layer import _INTERPRET
+
 VARIANTS = ("dot", "fma")
 
 
@@ -38,7 +40,10 @@ def _gemv_dot_kernel(x, w, y, M, N, K, stride_xm, stride_wn, stride_ym,
             wt = tl.load(w_ptrs, mask=(rn[:, None] < N) & (k0 + rk[None, :] < K), other=0.0,
                          eviction_policy="evict_first")
         xt = tl.load(x_ptrs, mask=(rm[None, :] < M) & (k0 + rk[:, None] < K), other=0.0).to(wt.dtype)
-        acc = tl.dot(wt, xt, acc)
+        if _INTERPRET:  # the CPU interpreter's tl.dot mishandles bf16 operands: the same products in fp32
+            acc = tl.dot(wt.to(tl.float32), xt.to(tl.float32), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(wt, xt, acc)
         w_ptrs += BLOCK_K
         x_ptrs += BLOCK_K
     out = tl.trans(acc)  # [BM, BN]
