@@ -34,6 +34,7 @@ timed call makes exactly the tokens it asks for (checked).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -189,11 +190,12 @@ def host_split(model, fn, reps: int) -> dict:
     return out
 
 
-def measure_ttft(model, sample, prompt, device, reps: int, step: str, label: str = "") -> dict:
+def measure_ttft(model, sample, prompt, device, reps: int, label: str = "") -> dict:
     """Time to first token of ``generate(sample, prompt, max_new_tokens=1)`` (median wall ms of ``reps``) for a
     prompt length read before (its one-piece prefill graph, ``generation.prefill_exact``), its synchronised stages,
     the host split of one call, and the same call with the encoder run eagerly and with the two-piece prefill (a
-    length seen for the first time)."""
+    length seen for the first time). The model's generation options are restored afterwards."""
+    opts = model.generation
     def call():
         return model.generate(sample, prompt, max_new_tokens=1)
 
@@ -215,16 +217,16 @@ def measure_ttft(model, sample, prompt, device, reps: int, step: str, label: str
     row["ttft_host_split"] = host_split(model, call, reps)
     print("  host ms inside one call: " + ", ".join(f"{k} {v:.2f}" for k, v in row["ttft_host_split"].items()),
           flush=True)
-    model.generation = FastOptions(step=step, encoder_graphs=False)  # the peer: the encoder run eagerly
+    model.generation = dataclasses.replace(opts, encoder_graphs=False)  # the peer: the encoder run eagerly
     row["ttft_ms_eager_encoder"] = wall(call, device, reps) * 1e3
     print(f"  same call, encoder eager (generation.encoder_graphs=false): {row['ttft_ms_eager_encoder']:.1f} ms",
           flush=True)
-    model.generation = FastOptions(step=step, prefill_exact=0)  # the peer: two prefill pieces (new prefill graphs)
+    model.generation = dataclasses.replace(opts, prefill_exact=0)  # the peer: two prefill pieces (new graphs)
     call()
     row["ttft_ms_two_pieces"] = wall(call, device, reps) * 1e3
     print(f"  same call, two-piece prefill (generation.prefill_exact=0): {row['ttft_ms_two_pieces']:.1f} ms",
           flush=True)
-    model.generation = FastOptions(step=step)
+    model.generation = opts
     call()
     call()  # back to the one-piece graph
     return row
@@ -244,7 +246,8 @@ def state_bytes(backbone, n: int = 1) -> int:
 def run_ours(args, device, dtype, bw, res, save) -> None:
     tiny = args.size == "tiny"
     model = build(args.size, device, dtype, tiny)
-    model.generation = FastOptions(step=args.step)
+    default_opts = FastOptions(step=args.step, gemv_max_batch=args.gemv_max_batch)
+    model.generation = default_opts
     enc = model.encoder
     image = torch.randn(3, enc.image_size, enc.image_size, generator=torch.Generator().manual_seed(0))
     sample = {"modality": "image", "image": image}
@@ -261,11 +264,12 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
     res["graphs"] = bool(dec and dec.use_graphs)
     res["captures_after_first_call"] = dec.captures if dec else None
     res["step_kernels"] = dec.fused.kernels if dec else None
+    res["gemv_max_batch"] = dec.fused.gemv_max_batch if dec else None
     print(f"first generate call {res['first_call_s']:.2f} s (graphs {res['graphs']}, captures "
           f"{res['captures_after_first_call']})", flush=True)
     save()
 
-    res.update(measure_ttft(model, sample, prompt, device, args.reps * 2, args.step))
+    res.update(measure_ttft(model, sample, prompt, device, args.reps * 2))
     save()
 
     weight_bytes = common.decode_weight_bytes(model.backbone)
@@ -347,18 +351,26 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
               f"{total - timer.last_s:.2f} s, peak {common.peak_gib(device) or 0:.2f} GiB", flush=True)
         save()
 
-    for step in args.compare_step or []:  # the same batch-1 row with another step implementation, same process
-        model.generation = FastOptions(step=step)
+    def compare_row(key: str, opts: FastOptions, label: str) -> None:
+        """The batch-1 row at the first context with other decoding options, same process."""
+        model.generation = opts
         model.clear_generation_cache()
         model.answer_ids(first, [question], max_new_tokens=8)  # capture outside the timing
         row = per_token(lambda n: model.answer_ids(first, [question], max_new_tokens=n), args.new, device, args.reps)
         dec = model._fast_decoder  # None on the CPU, where the eager loop decodes
-        row.update(step_kernels=dec.fused.kernels if dec else None, ctx=first.num_tokens)
-        res.setdefault("compare_step", []).append(row)
-        print(f"step {step} ({row['step_kernels']}), ctx {row['ctx']}: {row['ms_per_step']:.3f} ms/token", flush=True)
-        model.generation = FastOptions(step=args.step)
+        row.update(step_kernels=dec.fused.kernels if dec else None, ctx=first.num_tokens,
+                   gemv_max_batch=dec.fused.gemv_max_batch if dec else None)
+        res.setdefault(key, []).append(row)
+        print(f"{label} ({row['step_kernels']}, gemv_max_batch {row['gemv_max_batch']}), ctx {row['ctx']}: "
+              f"{row['ms_per_step']:.3f} ms/token", flush=True)
+        model.generation = default_opts
         model.clear_generation_cache()
         save()
+
+    for step in args.compare_step or []:
+        compare_row("compare_step", FastOptions(step=step, gemv_max_batch=args.gemv_max_batch), f"step {step}")
+    for gemv in args.compare_gemv or []:
+        compare_row("compare_gemv", FastOptions(step=args.step, gemv_max_batch=gemv), f"gemv_max_batch {gemv}")
 
     if args.compile:
         model.generation = FastOptions(compile=True)
@@ -374,7 +386,7 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
         save()
 
     if args.ttft_compile:  # last: compiling the blocks changes every later prefill of this model
-        model.generation = FastOptions(step=args.step)
+        model.generation = default_opts
         model.backbone.compile_blocks()  # what backbone.compile=true does; the prefill graphs record compiled blocks
         model.clear_generation_cache()
         t0 = time.perf_counter()
@@ -383,7 +395,7 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
         row = {"first_call_s": time.perf_counter() - t0}
         print(f"compiled blocks: first 1-token generate {row['first_call_s']:.1f} s (compilation and capture)",
               flush=True)
-        row.update(measure_ttft(model, sample, prompt, device, args.reps * 2, args.step, "compiled blocks: "))
+        row.update(measure_ttft(model, sample, prompt, device, args.reps * 2, "compiled blocks: "))
         res["ttft_compiled_blocks"] = row
         save()
 
@@ -435,6 +447,10 @@ def main(argv=None):
     ap.add_argument("--step", default="auto", choices=KERNELS, help="the fused step's kernels (generation.step)")
     ap.add_argument("--compare-step", nargs="*", choices=KERNELS, default=[],
                     help="also time batch 1 at the first context with these steps (e.g. torch triton)")
+    ap.add_argument("--gemv-max-batch", type=int, default=FastOptions.gemv_max_batch,
+                    help="generation.gemv_max_batch: batches up to this size take the fused GEMV kernels")
+    ap.add_argument("--compare-gemv", nargs="*", type=int, default=[],
+                    help="also time batch 1 at the first context with these gemv_max_batch values (e.g. 0)")
     ap.add_argument("--compile", action="store_true", help="also the torch.compile'd fused step")
     ap.add_argument("--ttft-compile", action="store_true",
                     help="last, time to first token again with the blocks torch.compile'd (backbone.compile)")

@@ -1,5 +1,6 @@
-"""The Triton decode-layer kernels (kernels/triton_decode_layer.py) against the PyTorch expressions they replace,
-then `FusedDecoder(kernels="triton")` against `RWKV7.step` and `FastDecoder(step="triton")` against the eager loop.
+"""The Triton decode-layer kernels (kernels/triton_decode_layer.py) and the fused GEMV kernels
+(kernels/triton_decode_gemv.py, triton_gemv.py) against the PyTorch expressions they replace, then
+`FusedDecoder(kernels="triton")` against `RWKV7.step` and `FastDecoder(step="triton")` against the eager loop.
 
 On the CPU the kernels run in Triton's interpreter (tests/conftest.py); tests/gpu/test_generate_gpu.py runs the
 same step against the torch step on a GPU, inside a CUDA graph.
@@ -18,7 +19,19 @@ from modrwkv.backbone.layers import LOG_DECAY_SCALE
 from modrwkv.generation import FastDecoder, decode
 from modrwkv.generation.fast import FastOptions
 from modrwkv.kernels.reference import wkv7_step_torch
+from modrwkv.kernels.triton_decode_gemv import (
+    ACT_NONE,
+    ACT_RELU_SQUARE,
+    ACT_SIGMOID,
+    ACT_TANH,
+    MIX_BLOCK_N,
+    lora_wkv_,
+    mix_proj_,
+    mix_table,
+    proj_residual_,
+)
 from modrwkv.kernels.triton_decode_layer import lora_act_, mix_, relu_square_, wkv_
+from modrwkv.kernels.triton_gemv import gemv
 
 from .test_generate_fast import _backbone
 
@@ -98,6 +111,72 @@ def test_wkv_kernel_equals_the_torch_step(N, H, first):
         wkv_(rkv, up, p, v_first, state.double(), first, LOG_DECAY_SCALE)
 
 
+@pytest.mark.parametrize("M,N,K,variant", [(1, 70, 300, "fma"), (1, 64, 256, "dot"), (3, 50, 200, "dot")])
+def test_gemv_equals_a_matrix_product(M, N, K, variant):
+    x, w = _rand(M, K), _rand(N, K)
+    _close(gemv(x, w, variant, block_n=16, block_k=64), x @ w.T, 1e-6)
+    with pytest.raises(ValueError, match="unit stride"):
+        gemv(x, w.t().contiguous().t(), variant)
+
+
+def test_mix_table_covers_each_segment_in_blocks():
+    t = mix_table([(0, 70, 0, ACT_NONE), (96, 16, 3, ACT_TANH)], 32, DEVICE).tolist()
+    assert t == [[0, 32, 0, 0], [32, 32, 0, 0], [64, 6, 0, 0], [96, 16, 3, ACT_TANH]]
+
+
+@pytest.mark.parametrize("M", [1, 3])
+def test_mix_proj_kernel_equals_layer_norm_mix_product_and_activation(M):
+    C, J = 200, 3
+    x, shift, mix = _rand(M, C, scale=2.0), _rand(M, C), torch.rand(J, C, device=DEVICE)
+    ln_w, ln_b = _rand(C), _rand(C)
+    w = _rand(3 * 40 + 24, C, scale=0.2)
+    # rows 0-39 mix 0 plain, 40-79 mix 1 tanh, 80-119 mix 2 sigmoid, 120-135 mix 0 relu^2; rows 136-143 unlisted
+    segs = [(0, 40, 0, ACT_NONE), (40, 40, 1, ACT_TANH), (80, 40, 2, ACT_SIGMOID), (120, 16, 0, ACT_RELU_SQUARE)]
+    out, xa = mix_proj_(x, shift, ln_w, ln_b, mix, w, mix_table(segs, MIX_BLOCK_N, DEVICE))
+    xa_ref = F.layer_norm(x, (C,), ln_w, ln_b, 1e-5)
+    _close(xa, xa_ref)
+    acts = (lambda t: t, torch.tanh, torch.sigmoid, lambda t: torch.relu(t) ** 2)
+    for start, n, j, act in segs:
+        want = acts[act]((xa_ref + (shift - xa_ref) * mix[j]) @ w[start:start + n].T)
+        _close(out[:, start:start + n], want)
+
+
+@pytest.mark.parametrize("M,copy", [(1, True), (3, False)])
+def test_proj_residual_kernel_adds_the_product_and_copies(M, copy):
+    N, K = 72, 300
+    xin, w, resid = _rand(M, K), _rand(N, K, scale=0.1), _rand(M, N)
+    src, dst = _rand(M, N), torch.zeros(M, N, device=DEVICE)
+    out = proj_residual_(xin, w, resid, copy=(src, dst) if copy else None)
+    _close(out, resid + xin @ w.T)
+    assert torch.equal(dst, src) == copy
+
+
+@pytest.mark.parametrize("M,first", [(1, True), (2, False)])
+def test_lora_wkv_kernel_equals_the_up_projections_then_the_wkv_kernel(M, first):
+    H, K, D = 2, 64, 48
+    C = H * K
+    ranks = (16, 24, 8, 48)  # v, w, a, g: rows past each rank are garbage and must not be read
+    h = _rand(M, 3 * C + 4 * D)
+    for i, r in enumerate(ranks):
+        h[:, 3 * C + i * D + r:3 * C + (i + 1) * D] = float("nan")
+    lora2 = _rand(4, D, C, scale=0.3)
+    for i, r in enumerate(ranks):
+        lora2[i, r:] = 0.0
+    p = {name: _rand(C, scale=0.5) for name in ("w0", "a0", "v0", "k_k", "k_a", "r_k", "ln_x_w", "ln_x_b")}
+    state = _rand(M, H, K, K, scale=0.3)
+    v_first = torch.empty(M, C, device=DEVICE) if first else _rand(M, C)
+    xa, shift = _rand(M, C), torch.zeros(M, C, device=DEVICE)
+    up = torch.stack([h[:, 3 * C + i * D:3 * C + i * D + r] @ lora2[i, :r] for i, r in enumerate(ranks)])
+    rkv = h[:, :3 * C].reshape(M, 3, C).transpose(0, 1).contiguous()
+    s_ref, vf_ref = state.clone(), v_first.clone()
+    y_ref = wkv_(rkv, up, p, vf_ref, s_ref, first, LOG_DECAY_SCALE)
+    y = lora_wkv_(h, lora2, ranks, p, v_first, state, xa, shift, first, LOG_DECAY_SCALE)
+    _close(y, y_ref)
+    _close(state, s_ref)
+    _close(v_first, vf_ref)
+    assert torch.equal(shift, xa)
+
+
 def _model(dtype):
     return _backbone().to(dtype).to(DEVICE)
 
@@ -111,18 +190,20 @@ def _prefill(bb, n: int, t: int = 5):
 
 
 # bf16: the kernels round where the eager step rounds, so the two agree closely (not bit for bit: fp32 sums in
-# another order can move a rounding)
+# another order can move a rounding). Batches 1 and 3 take the fused GEMV kernels, gemv_max_batch=0 the cuBLAS
+# products between the decode-layer kernels.
+@pytest.mark.parametrize("batch,gemv_max_batch", [(1, 4), (3, 4), (3, 0)])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-3)])
-def test_triton_step_equals_rwkv7_step_over_several_tokens(dtype, tol):
+def test_triton_step_equals_rwkv7_step_over_several_tokens(dtype, tol, batch, gemv_max_batch):
     bb = _model(dtype)
-    _, state = _prefill(bb, 3)  # non-zero states
-    dec = FusedDecoder(bb, kernels="triton")
-    assert dec.kernels == "triton"
+    _, state = _prefill(bb, batch)  # non-zero states
+    dec = FusedDecoder(bb, kernels="triton", gemv_max_batch=gemv_max_batch)
+    assert (dec.kernels, dec.gemv_max_batch) == ("triton", gemv_max_batch)
     ref, got = state.clone(), state.clone()
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for _ in range(4):
-            ids = torch.randint(0, bb.config.vocab_size, (3,), generator=g).to(DEVICE)
+            ids = torch.randint(0, bb.config.vocab_size, (batch,), generator=g).to(DEVICE)
             want, ref = bb.step(ids, state=ref)
             logits = dec.step_(ids, got)
             assert logits.dtype == dtype
@@ -170,6 +251,11 @@ def test_kernel_choice_and_bad_options():
         FastOptions(step="triton", compile=True)
     with pytest.raises(ValueError, match="step must be one of"):
         FastDecoder(bf, step="cuda")
+    with pytest.raises(ValueError, match="gemv_max_batch must be an integer from 0 to 16"):
+        FastOptions(gemv_max_batch=17)
+    with pytest.raises(ValueError, match="gemv_max_batch must be an integer >= 0"):
+        FusedDecoder(bf, kernels="triton", gemv_max_batch=-1)
+    assert FusedDecoder(bf, kernels="torch").gemv_max_batch == 0  # the torch step has no GEMV kernels
 
 
 def test_model_generate_with_the_triton_step_and_a_new_decoder_when_the_options_change():

@@ -261,10 +261,12 @@ class ModRWKV(nn.Module):
             u = None if mode == GREEDY else draw_uniform(logits.shape[0], logits.device, gen)
             return [[t] for t in sample_tokens(logits, mode, temperature, top_p, u).tolist()]
         opts, dec = self.generation, self._fast_decoder
-        wanted = (opts.check_every, opts.compile, opts.step)
-        if dec is None or dec.backbone is not self.backbone or (dec.check_every, dec.compile, dec.step) != wanted:
+        wanted = (opts.check_every, opts.compile, opts.step, opts.gemv_max_batch)
+        if dec is None or dec.backbone is not self.backbone or \
+                (dec.check_every, dec.compile, dec.step, dec.gemv_max_batch) != wanted:
             # a new decoder when the backbone or the options changed (its graphs were recorded for the old ones)
-            self._fast_decoder = FastDecoder(self.backbone, opts.check_every, compile=opts.compile, step=opts.step)
+            self._fast_decoder = FastDecoder(self.backbone, opts.check_every, compile=opts.compile, step=opts.step,
+                                             gemv_max_batch=opts.gemv_max_batch)
         return self._fast_decoder.decode(logits, state, max_new_tokens, temperature, top_p, gen)
 
     def _use_fast(self, fast: bool | None, device: torch.device) -> bool:

@@ -165,13 +165,15 @@ def _rel(got, want) -> float:
     return ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
 
 
+@pytest.mark.parametrize("batch", [1, 3, 6])  # the fused GEMV kernels (fma, dot), then cuBLAS products
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-3), (torch.bfloat16, 6e-2)])
 @pytest.mark.parametrize("size", ["tiny", "1.5b"])
 @torch.no_grad()
-def test_triton_step_equals_torch_step_and_replays_in_a_cuda_graph(size, dtype, tol):
+def test_triton_step_equals_torch_step_and_replays_in_a_cuda_graph(size, dtype, tol, batch):
     """`FusedDecoder`'s Triton kernels against its torch step (same products) over several tokens, at the tiny
     width and at the 1.5B width (C=2048, 32 heads, 1.5B LoRA ranks; 2 layers), then one step captured in a CUDA
-    graph and replayed from a restored state: the graph's logits and state equal an eager call's."""
+    graph and replayed from a restored state: the graph's logits and state equal an eager call's. Batches of at
+    most 4 take the fused GEMV kernels (kernels/triton_decode_gemv.py), larger ones the cuBLAS products."""
     torch.manual_seed(0)
     with torch.device("cuda"):
         bb = RWKV7(RWKV7Config.from_name(size, n_layer=2, vocab_size=1000))
@@ -180,18 +182,18 @@ def test_triton_step_equals_torch_step_and_replays_in_a_cuda_graph(size, dtype, 
             p.add_(torch.randn_like(p) * 0.1)
         bb.emb.weight.normal_()
     bb = bb.to(dtype).eval()
-    _, state = _prefill(bb, 3, t=8)
+    _, state = _prefill(bb, batch, t=8)
     tri, ref = FusedDecoder(bb, kernels="triton"), FusedDecoder(bb, kernels="torch")
-    assert (tri.kernels, ref.kernels) == ("triton", "torch")
+    assert (tri.kernels, ref.kernels, tri.gemv_max_batch) == ("triton", "torch", 4)
     s_tri, s_ref = state.clone(), state.clone()
     g = torch.Generator().manual_seed(5)
     for _ in range(4):
-        ids = torch.randint(0, 1000, (3,), generator=g).cuda()
+        ids = torch.randint(0, 1000, (batch,), generator=g).cuda()
         got, want = tri.step_(ids, s_tri), ref.step_(ids, s_ref)
         errs = {name: _rel(getattr(s_tri, name), getattr(s_ref, name)) for name in ("att_shift", "wkv", "ffn_shift")}
         errs["logits"] = _rel(got, want)
         assert max(errs.values()) < tol, errs
-    ids = torch.randint(0, 1000, (3,), generator=g).cuda()
+    ids = torch.randint(0, 1000, (batch,), generator=g).cuda()
     static = state.clone()
     graph = capture_graph(lambda: tri.step_(ids, static))  # the warm-up calls advance `static`: restored below
     for dst, src in zip((static.att_shift, static.wkv, static.ffn_shift), (state.att_shift, state.wkv,

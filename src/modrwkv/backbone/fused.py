@@ -19,7 +19,10 @@ updates the copies.
 Two implementations of the elementwise work (``kernels``): "torch", the batched PyTorch ops above (optionally
 compiled), and "triton", a few Triton kernels between the same products (kernels/triton_decode_layer.py: 11 launches
 per layer). "auto" takes triton on a CUDA device for fp32/bf16/fp16 weights with a power-of-two head size when the
-step is not compiled, torch otherwise.
+step is not compiled, torch otherwise. With "triton", a step of at most ``gemv_max_batch`` sequences runs instead
+as five kernels per layer that fuse each product with the work around it (kernels/triton_decode_gemv.py); they
+read the projection weights in nn.Linear's (out, in) layout, and the stacked r/k/v and LoRA down-projection copy
+is kept in that layout too (the batched products read it transposed).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import torch.nn.functional as F
 
 from ..kernels import wkv7_step
 from .layers import LOG_DECAY_SCALE
+
+GEMV_MAX_BATCH = 4  # steps of at most this many sequences take the fused GEMV kernels (kernels="triton")
 
 
 def _pre(x, att_shift, mix6, ln0_w, ln0_b, ln1_w, ln1_b, w_rkv, w_lora1, w_lora2, w0, a0, v0,
@@ -114,14 +119,22 @@ class FusedDecoder:
 
     ``step_(input_ids, state)`` advances ``state`` (an RWKV7State) in place and returns logits (N, V).
     ``kernels``: "auto", "torch" or "triton" (module docstring); the choice made is ``self.kernels``.
+    ``gemv_max_batch``: with "triton", steps of at most this many sequences take the fused GEMV kernels (0: never);
+    the value in force is ``self.gemv_max_batch``.
     """
 
-    def __init__(self, model, compile: bool = False, compile_backend: str = "inductor", kernels: str = "auto"):
+    def __init__(self, model, compile: bool = False, compile_backend: str = "inductor", kernels: str = "auto",
+                 gemv_max_batch: int = GEMV_MAX_BATCH):
         self.model = model
         self.n_head = model.config.n_head
         self.kernels = resolve_kernels(kernels, model, compile)
+        if isinstance(gemv_max_batch, bool) or not isinstance(gemv_max_batch, int) or gemv_max_batch < 0:
+            raise ValueError(f"FusedDecoder: gemv_max_batch must be an integer >= 0, got {gemv_max_batch!r}")
+        self.gemv_max_batch = gemv_max_batch if self.kernels == "triton" else 0
         with torch.no_grad():
             self.layers = [self._layer(blk) for blk in model.blocks]
+        if self.gemv_max_batch:
+            self._gemv_setup()
         self.pre, self.post = _pre, _post
         if compile:
             self.pre = torch.compile(_pre, dynamic=False, backend=compile_backend)
@@ -133,34 +146,56 @@ class FusedDecoder:
         att, ffn = blk.att, blk.ffn
         first = blk.layer_id == 0
         C = cfg.n_embd
+        stacked = self._stacked(blk)
+        w_in, d_max = stacked["w_in"], stacked["w_lora2"].shape[1]
         return dict(
-            first=first, **self._stacked(blk),
+            first=first, **stacked,
+            # the batched products read the stacked copy transposed: (3, C_in, C_out) and (4, C_in, D)
+            w_rkv=w_in[:3 * C].view(3, C, C).transpose(1, 2), w_lora1=w_in[3 * C:].view(4, d_max, C).transpose(1, 2),
             ln0_w=blk.ln0.weight if first else None, ln0_b=blk.ln0.bias if first else None,
             ln1_w=blk.ln1.weight, ln1_b=blk.ln1.bias,
             w0=att.w0.view(C), a0=att.a0.view(C), v0=att.v0.view(C), k_k=att.k_k.view(C), k_a=att.k_a.view(C),
             ln_x_w=att.ln_x.weight, ln_x_b=att.ln_x.bias, r_k=att.r_k.view(C),
             w_out=att.output.weight.t(), ln2_w=blk.ln2.weight, ln2_b=blk.ln2.bias,
             ffn_x_k=ffn.x_k.view(C), w_key=ffn.key.weight.t(), w_value=ffn.value.weight.t(),
+            w_out_nk=att.output.weight, w_key_nk=ffn.key.weight, w_value_nk=ffn.value.weight,  # (out, in)
         )
 
-    def _stacked(self, blk) -> dict:
-        """The copied weights of one block: the six mixes (6, 1, C), r/k/v (3, C, C), the LoRAs (4, C, D), (4, D, C)."""
+    def _d_max(self) -> int:
         cfg = self.model.config
-        att = blk.att
-        d_max = max(cfg.dim_w_lora, cfg.dim_a_lora, cfg.dim_v_lora, cfg.dim_g_lora)
+        return max(cfg.dim_w_lora, cfg.dim_a_lora, cfg.dim_v_lora, cfg.dim_g_lora)
 
-        def pad_cols(m):  # (C, d) -> (C, d_max)
-            return F.pad(m, (0, d_max - m.shape[1]))
+    def _stacked(self, blk) -> dict:
+        """The copied weights of one block: the six mixes (6, 1, C); w_in (3C + 4D, C), the rows of W_r, W_k, W_v
+        and of the LoRA down-projections v, w, a, g, each padded with zero rows to the largest rank D; the LoRA
+        up-projections (4, D, C)."""
+        att = blk.att
+        d_max = self._d_max()
 
         def pad_rows(m):  # (d, C) -> (d_max, C)
             return F.pad(m, (0, 0, 0, d_max - m.shape[0]))
 
-        return dict(  # mix6 (6, 1, C) is also the triton mix kernel's contiguous (6, C)
-            mix6=torch.cat([att.x_r, att.x_k, att.x_v, att.x_w, att.x_a, att.x_g]).view(6, 1, cfg.n_embd),
-            w_rkv=torch.stack([att.receptance.weight.t(), att.key.weight.t(), att.value.weight.t()]),
-            w_lora1=torch.stack([pad_cols(att.v1), pad_cols(att.w1), pad_cols(att.a1), pad_cols(att.g1)]),
+        return dict(  # mix6 (6, 1, C) is also the triton mix kernels' contiguous (6, C)
+            mix6=torch.cat([att.x_r, att.x_k, att.x_v, att.x_w, att.x_a, att.x_g]).view(6, 1, self.model.config.n_embd),
+            w_in=torch.cat([att.receptance.weight, att.key.weight, att.value.weight,
+                            *(pad_rows(m.t()) for m in (att.v1, att.w1, att.a1, att.g1))]),
             w_lora2=torch.stack([pad_rows(att.v2), pad_rows(att.w2), pad_rows(att.a2), pad_rows(att.g2)]),
         )
+
+    def _gemv_setup(self) -> None:
+        """The per-program row tables of the GEMV path's two mix kernels (shared by all layers): r, k, v and the
+        LoRA down-projections v, w, a, g (their padding rows skipped) with their mix and activation; W_key."""
+        from ..kernels import triton_decode_gemv as kg
+
+        cfg = self.model.config
+        C, D = cfg.n_embd, self._d_max()
+        self.gemv_ranks = (cfg.dim_v_lora, cfg.dim_w_lora, cfg.dim_a_lora, cfg.dim_g_lora)
+        device = self.model.emb.weight.device
+        lora = [(3 * C + i * D, r, j, act) for i, (r, j, act) in
+                enumerate(zip(self.gemv_ranks, (2, 3, 4, 5), (kg.ACT_NONE, kg.ACT_TANH, kg.ACT_NONE, kg.ACT_SIGMOID)))]
+        rkv = [(i * C, C, i, kg.ACT_NONE) for i in range(3)]
+        self.gemv_att_table = kg.mix_table(rkv + lora, kg.MIX_BLOCK_N, device)
+        self.gemv_ffn_table = kg.mix_table([(0, cfg.dim_ffn, 0, kg.ACT_RELU_SQUARE)], kg.MIX_BLOCK_N, device)
 
     @torch.no_grad()
     def refresh_(self) -> None:
@@ -176,7 +211,8 @@ class FusedDecoder:
         model = self.model
         x = model.embed(input_ids) if inputs_embeds is None else inputs_embeds
         if self.kernels == "triton":
-            return model.head(model.ln_out(self._triton_layers(x, state)))
+            layers = self._gemv_layers if x.shape[0] <= self.gemv_max_batch else self._triton_layers
+            return model.head(model.ln_out(layers(x, state)))
         v_first = None
         for i, p in enumerate(self.layers):
             x, r, w, k, v, a, b, g, v_first = self.pre(
@@ -211,3 +247,24 @@ class FusedDecoder:
             xk, x = mix_(x, state.ffn_shift[i], p["ln2_w"], p["ln2_b"], p["ffn_x_k"].view(1, C), dx=y @ p["w_out"])
             dx = relu_square_(xk[0] @ p["w_key"]) @ p["w_value"]  # (N, C)
         return x if dx is None else x + dx
+
+    def _gemv_layers(self, x: torch.Tensor, state) -> torch.Tensor:
+        """All blocks with the fused GEMV kernels (kernels/triton_decode_gemv.py: 5 launches per layer);
+        x (N, C) -> (N, C), ``state`` advanced in place."""
+        from ..kernels.triton_decode_gemv import lora_wkv_, mix_proj_, proj_residual_
+
+        x = x.contiguous()
+        v_first = torch.empty_like(x)  # written by the first layer's lora_wkv_, read by the later ones
+        C = x.shape[-1]
+        for i, p in enumerate(self.layers):
+            if p["first"]:
+                x = F.layer_norm(x, (C,), p["ln0_w"], p["ln0_b"], 1e-5)
+            h, xa = mix_proj_(x, state.att_shift[i], p["ln1_w"], p["ln1_b"], p["mix6"].view(6, C), p["w_in"],
+                              self.gemv_att_table)  # (N, 3C + 4D), (N, C)
+            y = lora_wkv_(h, p["w_lora2"], self.gemv_ranks, p, v_first, state.wkv[i], xa, state.att_shift[i],
+                          p["first"], LOG_DECAY_SCALE)  # (N, C)
+            x = proj_residual_(y, p["w_out_nk"], x)
+            k, xf = mix_proj_(x, state.ffn_shift[i], p["ln2_w"], p["ln2_b"], p["ffn_x_k"].view(1, C),
+                              p["w_key_nk"], self.gemv_ffn_table)  # (N, F), (N, C)
+            x = proj_residual_(k, p["w_value_nk"], x, copy=(xf, state.ffn_shift[i]))
+        return x

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modrwkv.backbone.fused import KERNELS, FusedDecoder
+from modrwkv.backbone.fused import GEMV_MAX_BATCH, KERNELS, FusedDecoder
 from modrwkv.backbone.state import RWKV7State
 from modrwkv.data.chat import TURN_END
 
@@ -38,9 +38,10 @@ class FastOptions:
     ``compile``: torch.compile the fused step's elementwise work (slower first call). ``prefill_chunk``: the most
     prompt tokens read in one forward (longer prompts and larger batches are read in pieces: bounded memory).
     ``step``: the fused step's elementwise kernels, "auto" (Triton on a GPU unless ``compile``), "triton" or "torch"
-    (`modrwkv.backbone.fused.FusedDecoder`). ``encoder_graphs``: on the fast path on a GPU, run the encoder + adapter
-    of fixed-shape inputs (images) as recorded CUDA graphs (`modrwkv.generation.encoder_graphs`). ``prefill_exact``:
-    how many prompt lengths, once read twice, get a one-piece prefill graph of their own
+    (`modrwkv.backbone.fused.FusedDecoder`). ``gemv_max_batch``: with the triton step, steps of at most this many
+    sequences take the fused GEMV kernels (0: never). ``encoder_graphs``: on the fast path on a GPU, run the encoder +
+    adapter of fixed-shape inputs (images) as recorded CUDA graphs (`modrwkv.generation.encoder_graphs`).
+    ``prefill_exact``: how many prompt lengths, once read twice, get a one-piece prefill graph of their own
     (`modrwkv.generation.prefill_graphs`; 0: always at most two pieces)."""
 
     fast: bool | None = None
@@ -48,6 +49,7 @@ class FastOptions:
     compile: bool = False
     prefill_chunk: int = 16384
     step: str = "auto"
+    gemv_max_batch: int = GEMV_MAX_BATCH
     encoder_graphs: bool = True
     prefill_exact: int = 8
 
@@ -66,6 +68,9 @@ class FastOptions:
             raise ValueError(f"generation.prefill_exact must be an integer >= 0, got {self.prefill_exact!r}")
         if self.step not in KERNELS:
             raise ValueError(f"generation.step must be one of {KERNELS}, got {self.step!r}")
+        if isinstance(self.gemv_max_batch, bool) or not isinstance(self.gemv_max_batch, int) \
+                or not 0 <= self.gemv_max_batch <= 16:
+            raise ValueError(f"generation.gemv_max_batch must be an integer from 0 to 16, got {self.gemv_max_batch!r}")
         if self.step == "triton" and self.compile:
             raise ValueError("generation.compile=true compiles the torch step: use generation.step=torch or auto")
 
@@ -112,16 +117,17 @@ def _autocast_key(device: torch.device):
 
 class FastDecoder:
     """Batched decoding for one `RWKV7` backbone; see the module docstring. ``graphs``: None = on CUDA.
-    ``step``: `FusedDecoder`'s kernels ("auto", "triton", "torch")."""
+    ``step``: `FusedDecoder`'s kernels ("auto", "triton", "torch"); ``gemv_max_batch``: its fused-GEMV batch limit."""
 
     def __init__(self, backbone, check_every: int = 8, graphs: bool | None = None, compile: bool = False,
-                 step: str = "auto"):
+                 step: str = "auto", gemv_max_batch: int = GEMV_MAX_BATCH):
         if step not in KERNELS:
             raise ValueError(f"FastDecoder: step must be one of {KERNELS}, got {step!r}")
         self.backbone = backbone
         self.check_every = int(check_every)
         self.compile = compile
         self.step = step
+        self.gemv_max_batch = gemv_max_batch
         self.device = backbone.emb.weight.device
         self.use_graphs = self.device.type == "cuda" if graphs is None else bool(graphs)
         if self.use_graphs and self.device.type != "cuda":
@@ -136,7 +142,8 @@ class FastDecoder:
         changed = self._watch.changed()
         versions = self._watch.versions()
         if changed:  # new tensors: everything that points at them is rebuilt
-            self.fused = FusedDecoder(self.backbone, compile=self.compile, kernels=self.step)
+            self.fused = FusedDecoder(self.backbone, compile=self.compile, kernels=self.step,
+                                      gemv_max_batch=self.gemv_max_batch)
             self.device = self.backbone.emb.weight.device
             self.capacity, self.graphs = 0, {}
         elif versions != self._versions:

@@ -126,6 +126,17 @@ def _wkv_kernel(rkv, up, w0, a0, v0, k_k, k_a, r_k, lnx_w, lnx_b, v_first, state
     lw = tl.load(up + plane + row).to(tl.float32)
     la = tl.load(up + 2 * plane + row).to(tl.float32)
     g = tl.load(up + 3 * plane + row).to(tl.float32)
+    _wkv_head(r, k, v, lv, lw, la, g, ch, o, pid, row, w0, a0, v0, k_k, k_a, r_k, lnx_w, lnx_b, v_first, state, y,
+              K, FIRST, DECAY_SCALE, gn_eps, norm_eps)
+
+
+@triton.jit
+def _wkv_head(r, k, v, lv, lw, la, g, ch, o, pid, row, w0, a0, v0, k_k, k_a, r_k, lnx_w, lnx_b, v_first, state, y,
+              K: tl.constexpr, FIRST: tl.constexpr, DECAY_SCALE: tl.constexpr, gn_eps, norm_eps):
+    """One (sequence, head) of the WKV-7 decode step from its loaded projections (fp32 [K] each: r, k, v and the
+    LoRA outputs lv, lw, la, g); ch: the head's channels, pid: its index into state [N*H, K, K]; row: the
+    offsets of its channels in v_first / y [N, C]. Updates the state in place and stores
+    y = (GroupNorm(o) + bonus) * g."""
     # every product and sum is rounded to the activation dtype where the eager step rounds (no-ops in fp32)
     w = _rnd(DECAY_SCALE * _rnd(tl.sigmoid(_rnd(tl.load(w0 + ch).to(tl.float32) + lw, y)), y), y)  # log decay
     if FIRST:

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One device call: every GPU test of main, the batch-1 GEMV sweep against cuBLAS, then the public-API generation
+# bench with the 64k row, the batch-16 x 16k row and the transformers peer.
+#   run(command="bash bench/run_device_gemv.sh")
+# Variables: TEST_CAP, GEMV_CAP, GEN_CAP (seconds; 0 skips that part), GEN_ARGS.
+cd "$(dirname "$0")/.." || exit 1
+OUT=${OUT:-.device_out}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src:$PWD/bench PYTHONUNBUFFERED=1
+{ date -u; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+# output straight to files: a pipeline killed by timeout loses what it buffered
+if [ "${TEST_CAP:-200}" != 0 ]; then
+  timeout -k 5 "${TEST_CAP:-200}" python3 -m pytest -q -p no:cacheprovider -rfE tests/gpu tests/test_fused_mix.py \
+    > "$OUT/gpu_tests.log" 2>&1; echo "gpu tests rc $?" >> "$OUT/gpu_tests.log"
+  tail -25 "$OUT/gpu_tests.log"
+fi
+if [ "${GEMV_CAP:-130}" != 0 ]; then
+  timeout -k 5 "${GEMV_CAP:-130}" python3 bench/gemv.py --out "$OUT/gemv.json" > "$OUT/gemv.log" 2>&1
+  grep -v "^rkv\|^out\|^key\|^value\|^head" "$OUT/gemv.log" | tail -5; grep "floor" "$OUT/gemv.log"
+fi
+if [ "${GEN_CAP:-230}" != 0 ]; then
+  timeout -k 5 "${GEN_CAP:-230}" python3 bench/generate_api.py \
+    ${GEN_ARGS:---ctx 1024 65536 --b16-ctx 16384 --new 65 --reps 2 --batch 64 --compare-gemv 0 --peer} \
+    --out "$OUT/generate_api.json" > "$OUT/generate_api.log" 2>&1
+  grep -v -i warn "$OUT/generate_api.log" | tail -30
+fi
