@@ -196,6 +196,7 @@ def measure_ttft(model, sample, prompt, device, reps: int, label: str = "") -> d
     the host split of one call, and the same call with the encoder run eagerly and with the two-piece prefill (a
     length seen for the first time). The model's generation options are restored afterwards."""
     opts = model.generation
+
     def call():
         return model.generate(sample, prompt, max_new_tokens=1)
 
