@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from modrwkv.data.chat import PLACEHOLDER_ID
-from modrwkv.generation import FastDecoder, encoder_graphs, make_generator
+from modrwkv.generation import FastDecoder, encoder_graphs, make_generator, prefill_graphs
 from modrwkv.generation.encoder_graphs import EncoderGraphs
 from modrwkv.generation.fast import FastOptions
+from modrwkv.generation.prefill_graphs import PrefillGraphs
 from modrwkv.generation.weight_watch import WeightWatch
 from modrwkv.model import ModRWKV, placeholder_runs
 
@@ -194,3 +195,25 @@ def test_one_new_token_equals_the_fast_decoders_first(temperature, top_p):
         runs[seed] = got
     if temperature > 0:
         assert runs[11] != runs[12]  # the shortcut does draw from the seed
+
+
+def test_generation_caches_follow_inference_mode(monkeypatch):
+    """Buffers made under torch.inference_mode (Lightning's validation loop generates there) are inference tensors,
+    which cannot be updated in place outside it: the decoder and both graph caches rebuild when the mode changes."""
+    use_fake_graphs(monkeypatch, encoder_graphs, prefill_graphs)
+    model = _model("tiny-wavenet", "mlp")
+    bb = model.backbone
+    ids = torch.randint(0, bb.config.vocab_size, (2, 5), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        logits, state = bb(ids, return_state=True)
+        logits, emb = logits[:, -1], bb.embed(ids[:1])
+    dec, pre = FastDecoder(bb), PrefillGraphs(bb)
+    enc = EncoderGraphs(lambda x: x * 2.0, (nn.Linear(2, 2),), CUDA)
+    enc.device = torch.device("cpu")
+    outs = []
+    for mode in (torch.inference_mode, torch.no_grad, torch.inference_mode):
+        with mode():
+            outs.append((dec.decode(logits, state, 4, stop_token=-1), pre(emb)[0], enc(torch.ones(3, 2))))
+    for got in outs[1:]:
+        assert got[0] == outs[0][0] and torch.equal(got[1], outs[0][1]) and torch.equal(got[2], outs[0][2])
+    assert pre.captures == 3 and enc.captures == 3  # recorded again at each change of mode

@@ -9,7 +9,8 @@ pinned host memory when they come from the CPU) and the output is copied out of 
 Only inputs without per-sample lengths are graphed (variable-length audio and series keep the eager path, whose
 shapes change from call to call). At most ``max_graphs`` shapes are kept (the least recently used is dropped), all
 in one memory pool. Graphs follow the weights as `PrefillGraphs` does: new parameter or buffer tensors of the
-encoder or adapter drop them (`WeightWatch`); in-place updates need nothing.
+encoder or adapter drop them (`WeightWatch`); in-place updates need nothing. Entering or leaving
+``torch.inference_mode`` drops them too (their buffers are inference tensors or not).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class EncoderGraphs:
         self.graphs: OrderedDict[tuple, tuple[torch.Tensor, CapturedGraph]] = OrderedDict()
         self.captures = 0
         self._watch = WeightWatch(*modules)
+        self._inference: bool | None = None  # torch.inference_mode when the buffers were made
         self.pool = None
 
     def key(self, x: torch.Tensor) -> tuple:
@@ -76,9 +78,11 @@ class EncoderGraphs:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N, ...) inputs (on the CPU or the device) -> (M, C) modality embeddings, a new tensor (later calls do not
         overwrite it), equal to ``encode(x)``."""
-        if self._watch.changed():
+        inference = torch.is_inference_mode_enabled()
+        if self._watch.changed() or inference != self._inference:  # as `PrefillGraphs._sync_weights`
             self.graphs.clear()
             self.pool = torch.cuda.graph_pool_handle()
+            self._inference = inference
         static, graph = self._graph(self.key(x))
         if x.device.type == "cpu" and static.is_cuda:
             x = x.pin_memory()  # a cached pinned block: the copy below does not wait for the GPU

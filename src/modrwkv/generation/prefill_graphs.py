@@ -14,9 +14,9 @@ the activations of the longest piece. Whole multiples of ``GRAPH_MAX`` tokens in
 as plain forwards of at most ``eager_chunk`` tokens.
 
 Graphs follow the weights as the fast decoder's do: new parameter tensors drop them (they are recorded again on
-use; `WeightWatch` checks that cheaply on every call); in-place updates need nothing, the graphs read the
-parameters where they are. Each recorded piece writes its new state into the static state buffer itself, so
-consecutive pieces chain with no copies between the replays.
+use; `WeightWatch` checks that cheaply on every call), as does entering or leaving ``torch.inference_mode``;
+in-place updates need nothing, the graphs read the parameters where they are. Each recorded piece writes its new
+state into the static state buffer itself, so consecutive pieces chain with no copies between the replays.
 """
 
 from __future__ import annotations
@@ -54,13 +54,18 @@ class PrefillGraphs:
         self.graphs: dict[tuple, CapturedGraph] = {}
         self.captures = 0
         self._watch = WeightWatch(backbone)
+        self._inference: bool | None = None  # torch.inference_mode when the buffers were made
         self._state: RWKV7State | None = None
         self._inputs: dict[int, torch.Tensor] = {}
 
     def _sync_weights(self) -> None:
-        if self._watch.changed():
+        inference = torch.is_inference_mode_enabled()
+        # new weight tensors, or buffers made in the other inference mode (inference tensors cannot be updated in
+        # place outside it, e.g. after generating in a validation loop): everything is recorded again
+        if self._watch.changed() or inference != self._inference:
             self.graphs, self._inputs, self._state = {}, {}, None
             self.pool = torch.cuda.graph_pool_handle()
+            self._inference = inference
 
     def lengths(self, total: int) -> list[int]:
         """The pieces a graphed prompt part of ``total`` tokens is read in now (`piece_lengths`, or one piece for a
