@@ -25,7 +25,8 @@ Measured, in this order, in one process:
 - ``--ttft-compile``: last, time to first token again with the blocks compiled (`RWKV7.compile_blocks`, as
   ``backbone.compile=true``): the prefill graphs then record Inductor's fused kernels;
 - ``--peer``: Hugging Face transformers' `generate` (static cache, compiled by transformers) of a Qwen2-1.5B-shaped
-  model with random weights, the same per-token method, batch 1 at the first context.
+  model with random weights, the same per-token method: batch 1 at every context, and batch 16 x --b16-ctx with
+  its peak memory.
 
 The LM head row of the stop token (24) is zeroed, so greedy decoding on random weights never stops early: every
 timed call makes exactly the tokens it asks for (checked).
@@ -403,7 +404,9 @@ def run_ours(args, device, dtype, bw, res, save) -> None:
 
 @torch.no_grad()
 def run_peer(args, device, res, save) -> None:
-    """transformers' Qwen2 (1.5B shape, random weights) with a static cache: ms/token at batch 1, first context."""
+    """transformers' Qwen2 (1.5B shape, random weights) with a static cache: ms/token at batch 1 at each context,
+    then ms/step and peak memory at batch 16 x --b16-ctx; each against our row of the same run. A row that runs out
+    of memory is recorded as such."""
     import transformers
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -412,27 +415,46 @@ def run_peer(args, device, res, save) -> None:
                       tie_word_embeddings=True)
     with torch.device(device):
         model = Qwen2ForCausalLM(cfg).to(torch.bfloat16).eval()
-    peer = {"transformers": transformers.__version__, "params": sum(p.numel() for p in model.parameters())}
+    peer = {"transformers": transformers.__version__, "params": sum(p.numel() for p in model.parameters()),
+            "rows": []}
     res["peer"] = peer
-    ctx = args.ctx[0]
-    ids = torch.randint(0, 151000, (1, ctx), device=device)
+    ours = {r["ctx"]: r for r in res.get("batch1", [])}
+    rows = [(1, ctx) for ctx in args.ctx] + ([(16, args.b16_ctx)] if args.b16_ctx else [])
+    for batch, ctx in rows:
+        ids = torch.randint(0, 151000, (batch, ctx), device=device)
 
-    def call(n):
-        out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                             cache_implementation="static", pad_token_id=0)
-        return [out[0, ctx:].tolist()]
+        def call(n, ids=ids):
+            out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                 cache_implementation="static", pad_token_id=0)
+            return [o[ids.shape[1]:].tolist() for o in out]
 
-    t0 = time.perf_counter()
-    call(8)
-    peer["first_call_s"] = time.perf_counter() - t0
-    row = per_token(call, args.new, device, args.reps)
-    peer.update(ctx=ctx, ms_per_step=row["ms_per_step"])
-    ours = res["batch1"][0]["ms_per_step"]
-    peer["ours_tokens_per_s_over_peer"] = row["ms_per_step"] / ours
-    print(f"peer transformers {transformers.__version__} Qwen2-1.5B static cache, ctx {ctx}: "
-          f"{row['ms_per_step']:.3f} ms/token (first call {peer['first_call_s']:.1f} s); ours "
-          f"{peer['ours_tokens_per_s_over_peer']:.2f}x its tokens/s", flush=True)
-    save()
+        row = {"batch": batch, "ctx": ctx}
+        try:
+            common.free_memory()
+            common.reset_peak(device)
+            t0 = time.perf_counter()
+            call(4)
+            row["first_call_s"] = time.perf_counter() - t0
+            row.update(per_token(call, args.new if batch == 1 else args.new_b16, device, args.reps))
+            row["peak_gib"] = common.peak_gib(device)
+        except torch.cuda.OutOfMemoryError as e:
+            row["error"] = f"out of memory: {str(e)[:200]}"
+        peer["rows"].append(row)
+        if "error" in row:
+            print(f"peer batch {batch} x {ctx}: {row['error'][:80]}", flush=True)
+            save()
+            continue
+        if batch == 1 and ctx in ours:
+            row["ours_tokens_per_s_over_peer"] = row["ms_per_step"] / ours[ctx]["ms_per_step"]
+        elif batch == 16 and "batch16_ctx16k" in res:
+            b16 = res["batch16_ctx16k"]
+            row["ours_tokens_per_s_over_peer"] = row["ms_per_step"] / b16["ms_per_step"]
+            row["ours_peak_over_peer"] = (b16["peak_gib"] or 0) / row["peak_gib"] if row["peak_gib"] else None
+        print(f"peer transformers {transformers.__version__} Qwen2-1.5B static cache, batch {batch} x {ctx}: "
+              f"{row['ms_per_step']:.3f} ms/step (first call {row['first_call_s']:.1f} s, peak "
+              f"{row['peak_gib'] or 0:.2f} GiB); ours {row.get('ours_tokens_per_s_over_peer', float('nan')):.2f}x "
+              "its tokens/s", flush=True)
+        save()
 
 
 def main(argv=None):
