@@ -2,7 +2,7 @@
 # One device call: every GPU test of main, the batch-1 GEMV sweep against cuBLAS, then the public-API generation
 # bench with the 64k row, the batch-16 x 16k row and the transformers peer.
 #   run(command="bash bench/run_device_gemv.sh")
-# Variables: TEST_CAP, GEMV_CAP, GEN_CAP (seconds; 0 skips that part), GEN_ARGS.
+# Variables: TEST_CAP, GEMV_CAP, GEN_CAP (seconds; 0 skips that part), GEMV_ARGS (e.g. --quick), GEN_ARGS.
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-.device_out}
 mkdir -p "$OUT"
@@ -17,7 +17,7 @@ if [ "${TEST_CAP:-200}" != 0 ]; then
   tail -25 "$OUT/gpu_tests.log"
 fi
 if [ "${GEMV_CAP:-130}" != 0 ]; then
-  timeout -k 5 "${GEMV_CAP:-130}" python3 bench/gemv.py --out "$OUT/gemv.json" > "$OUT/gemv.log" 2>&1
+  timeout -k 5 "${GEMV_CAP:-130}" python3 bench/gemv.py ${GEMV_ARGS:-} --out "$OUT/gemv.json" > "$OUT/gemv.log" 2>&1
   grep -v "^rkv\|^out\|^key\|^value\|^head" "$OUT/gemv.log" | tail -5; grep "floor" "$OUT/gemv.log"
 fi
 if [ "${GEN_CAP:-230}" != 0 ]; then
