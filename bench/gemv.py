@@ -2,6 +2,10 @@
 
     python bench/gemv.py [--out bench/results/gemv.json] [--quick]
 
+First the four fused product kernels of one decode layer (kernels/triton_decode_gemv.py: ln1 + mixes + W_in,
+W_out + residual, ln2 + mix + W_key + relu^2, W_value + residual) at batch 1 for a few tile settings (the module's
+constants), each kernel's time and bandwidth and their sum over 24 layers; then the plain products below.
+
 For each product of a 1.5B RWKV-7 layer (x (1, K) @ W^T, W (N, K) bf16) and the LM head: the median time of
 `F.linear` (cuBLAS), of `torch.mm` against the (K, N) transposed copy the decode step used to stack, and of
 `modrwkv.kernels.triton_gemv.gemv` for every tile configuration of the sweep; the effective bandwidth (weight bytes
@@ -21,6 +25,7 @@ import torch
 import torch.nn.functional as F
 import triton
 
+from modrwkv.kernels import triton_decode_gemv as kg
 from modrwkv.kernels.triton_gemv import gemv
 
 # (name, K in, N out) for C=2048, F=8192, LoRA ranks 64+96+96+256, vocab 65536
@@ -39,6 +44,61 @@ def configs(quick: bool):
     return allc[::4] if quick else allc
 
 
+TILES = [dict(MIX_BLOCK_N=bn, MIX_BLOCK_K=bk, PROJ_BLOCK_N=bn, PROJ_BLOCK_K=bk, NUM_WARPS=nw, NUM_STAGES=ns)
+         for bn, bk, nw, ns in ((32, 256, 4, 4), (16, 256, 4, 4), (64, 256, 4, 4), (32, 512, 4, 4), (16, 512, 8, 3),
+                                (32, 128, 4, 4), (32, 256, 8, 4), (16, 1024, 8, 2))]
+
+
+def graph_us(op, n: int) -> float:
+    """Microseconds per call of op(i) for i in range(n), replayed from a CUDA graph."""
+    ms = triton.testing.do_bench_cudagraph(lambda: [op(i) for i in range(n)], rep=10, return_mode="median")
+    return ms * 1e3 / n
+
+
+def fused_rows(copy_bw: float, dev) -> list[dict]:
+    """The fused decode-layer product kernels at the 1.5B shapes, batch 1, for each tile setting of TILES."""
+    C, F_, D, ranks = 2048, 8192, 256, (64, 96, 96, 256)
+    bf = dict(device=dev, dtype=torch.bfloat16)
+    copies = 8  # 8 layers' weights (> 50 MB of L2 for every kernel)
+    w_in = [torch.randn(3 * C + 4 * D, C, **bf) * 0.02 for _ in range(copies)]
+    w_out = [torch.randn(C, C, **bf) * 0.02 for _ in range(copies)]
+    w_key = [torch.randn(F_, C, **bf) * 0.02 for _ in range(copies)]
+    w_value = [torch.randn(C, F_, **bf) * 0.02 for _ in range(copies)]
+    x, shift, xa, kin = (torch.randn(1, C, **bf), torch.randn(1, C, **bf), torch.randn(1, C, **bf),
+                         torch.randn(1, F_, **bf))
+    ln_w, ln_b, mix6, mix1 = torch.ones(C, **bf), torch.zeros(C, **bf), torch.rand(6, C, **bf), torch.rand(1, C, **bf)
+    rows, saved = [], {k: getattr(kg, k) for k in TILES[0]}
+    att_rows = 3 * C + sum(ranks)
+    try:
+        for tiles in TILES:
+            for k, v in tiles.items():
+                setattr(kg, k, v)
+            lora = [(3 * C + i * D, r, 2 + i, kg.ACT_NONE) for i, r in enumerate(ranks)]
+            att = kg.mix_table([(i * C, C, i, kg.ACT_NONE) for i in range(3)] + lora, kg.MIX_BLOCK_N, dev)
+            ffn = kg.mix_table([(0, F_, 0, kg.ACT_RELU_SQUARE)], kg.MIX_BLOCK_N, dev)
+            kernels = {
+                "ln1+mix+W_in": (lambda i, t=att: kg.mix_proj_(x, shift, ln_w, ln_b, mix6, w_in[i], t), att_rows * C),
+                "W_out+residual": (lambda i: kg.proj_residual_(xa, w_out[i], x), C * C),
+                "ln2+mix+W_key+relu2": (lambda i, t=ffn: kg.mix_proj_(x, shift, ln_w, ln_b, mix1, w_key[i], t), F_ * C),
+                "W_value+residual": (lambda i: kg.proj_residual_(kin, w_value[i], x, copy=(xa, shift)), C * F_),
+            }
+            row = dict(tiles, layer_us=0.0, layer_floor_us=0.0)
+            for name, (op, n_el) in kernels.items():
+                us = graph_us(op, copies)
+                row[name] = {"us": us, "GBps": n_el * 2 / us / 1e3}
+                row["layer_us"] += us
+                row["layer_floor_us"] += n_el * 2 / copy_bw * 1e6
+            row["x_floor"] = row["layer_us"] / row["layer_floor_us"]
+            rows.append(row)
+            print(f"fused layer products {tiles}: {row['layer_us']:.1f} us per layer ({row['x_floor']:.2f}x floor "
+                  f"{row['layer_floor_us']:.1f}); " + ", ".join(f"{k} {row[k]['us']:.1f} us {row[k]['GBps']:.0f} GB/s"
+                                                             for k in kernels), flush=True)
+    finally:
+        for k, v in saved.items():
+            setattr(kg, k, v)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=common.default_out("gemv"))
@@ -48,6 +108,8 @@ def main() -> None:
     ceilings = common.measure_ceilings(dev)
     copy_bw = ceilings["copy_GBps"] * 1e9
     torch.manual_seed(0)
+    fused = fused_rows(copy_bw, dev)
+    common.free_memory()
     rows = []
     for name, K, N in SHAPES:
         nbytes = N * K * 2
@@ -87,7 +149,8 @@ def main() -> None:
         rows.append(dict(shape=name, K=K, N=N, floor_us=floor_us, **base, best=best))
         del ws, wts
         common.free_memory()
-    common.write_json(args.out, {"bench": "gemv", "env": common.environment(), "ceilings": ceilings, "rows": rows})
+    common.write_json(args.out, {"bench": "gemv", "env": common.environment(), "ceilings": ceilings, "rows": rows,
+                                 "fused": fused})
 
 
 if __name__ == "__main__":
