@@ -46,6 +46,7 @@ import torch
 from modrwkv.backbone.fused import KERNELS
 from modrwkv.data.chat import TURN_END
 from modrwkv.generation.fast import FastOptions
+from modrwkv.kernels.triton_chunk import CONFIG as WKV_CONFIG
 
 
 class ApiVisionTower(common.BenchVisionTower):
@@ -194,8 +195,9 @@ def host_split(model, fn, reps: int) -> dict:
 def measure_ttft(model, sample, prompt, device, reps: int, label: str = "") -> dict:
     """Time to first token of ``generate(sample, prompt, max_new_tokens=1)`` (median wall ms of ``reps``) for a
     prompt length read before (its one-piece prefill graph, ``generation.prefill_exact``), its synchronised stages,
-    the host split of one call, and the same call with the encoder run eagerly and with the two-piece prefill (a
-    length seen for the first time). The model's generation options are restored afterwards."""
+    the host split of one call, and the same call with the encoder run eagerly, with the two-piece prefill (a
+    length seen for the first time) and with the WKV-7 sequence-parallel passes. The model's generation options
+    are restored afterwards."""
     opts = model.generation
 
     def call():
@@ -229,8 +231,19 @@ def measure_ttft(model, sample, prompt, device, reps: int, label: str = "") -> d
     print(f"  same call, two-piece prefill (generation.prefill_exact=0): {row['ttft_ms_two_pieces']:.1f} ms",
           flush=True)
     model.generation = opts
+    saved = WKV_CONFIG["SEQPAR"]  # the peer: the WKV-7 sequence-parallel passes for the short prompt
+    try:
+        WKV_CONFIG["SEQPAR"] = "on"
+        model.clear_generation_cache()
+        call()
+        call()
+        row["ttft_ms_seqpar_on"] = wall(call, device, reps) * 1e3
+    finally:
+        WKV_CONFIG["SEQPAR"] = saved
+    print(f"  same call, WKV-7 sequence-parallel passes on: {row['ttft_ms_seqpar_on']:.1f} ms", flush=True)
+    model.clear_generation_cache()
     call()
-    call()  # back to the one-piece graph
+    call()  # back to the one-piece graph of the default kernels
     return row
 
 
