@@ -12,9 +12,13 @@ export PYTHONPATH=$PWD/src:$PWD/bench PYTHONUNBUFFERED=1
 cat "$OUT/env.txt"
 # output straight to files: a pipeline killed by timeout loses what it buffered
 if [ "${TEST_CAP:-200}" != 0 ]; then
-  timeout -k 5 "${TEST_CAP:-200}" python3 -m pytest -q -p no:cacheprovider -rfE tests/gpu tests/test_fused_mix.py \
+  # the tests that have never run on a GPU first, one line each as it finishes
+  timeout -k 5 "${TEST_CAP:-200}" python3 -m pytest -v --tb=short -p no:cacheprovider -rfE \
+    tests/gpu/test_generate_gpu.py tests/gpu/test_prefill_graphs_gpu.py tests/gpu/test_encoder_graphs_gpu.py \
+    tests/gpu/test_fused_mix_gpu.py tests/test_fused_mix.py tests/gpu/test_wkv7_gpu.py tests/gpu/test_compile_gpu.py \
     > "$OUT/gpu_tests.log" 2>&1; echo "gpu tests rc $?" >> "$OUT/gpu_tests.log"
-  tail -25 "$OUT/gpu_tests.log"
+  grep -c PASSED "$OUT/gpu_tests.log"; grep -E "FAILED|ERROR" "$OUT/gpu_tests.log" | head -20
+  tail -4 "$OUT/gpu_tests.log"
 fi
 if [ "${GEMV_CAP:-130}" != 0 ]; then
   timeout -k 5 "${GEMV_CAP:-130}" python3 bench/gemv.py ${GEMV_ARGS:-} --out "$OUT/gemv.json" > "$OUT/gemv.log" 2>&1
