@@ -44,9 +44,14 @@ def configs(quick: bool):
     return allc[::4] if quick else allc
 
 
-TILES = [dict(MIX_BLOCK_N=bn, MIX_BLOCK_K=bk, PROJ_BLOCK_N=bn, PROJ_BLOCK_K=bk, NUM_WARPS=nw, NUM_STAGES=ns)
-         for bn, bk, nw, ns in ((32, 256, 4, 4), (16, 256, 4, 4), (64, 256, 4, 4), (32, 512, 4, 4), (16, 512, 8, 3),
-                                (32, 128, 4, 4), (32, 256, 8, 4), (16, 1024, 8, 2))]
+# (MIX_BLOCK_N, MIX_BLOCK_K, MIX_WARPS, MIX_STAGES), (PROJ_BLOCK_N, PROJ_BLOCK_K, PROJ_WARPS, PROJ_STAGES);
+# the first is the module's default
+_TILE_SETS = [((32, 256, 4, 3), (16, 1024, 8, 2)), ((16, 256, 4, 3), (16, 512, 4, 3)),
+              ((64, 256, 8, 3), (32, 512, 8, 2)), ((32, 512, 8, 2), (16, 2048, 8, 1)),
+              ((32, 128, 4, 4), (16, 256, 4, 4)), ((16, 512, 8, 2), (32, 1024, 8, 2))]
+TILES = [dict(zip(("MIX_BLOCK_N", "MIX_BLOCK_K", "MIX_WARPS", "MIX_STAGES"), mix),
+              **dict(zip(("PROJ_BLOCK_N", "PROJ_BLOCK_K", "PROJ_WARPS", "PROJ_STAGES"), proj)))
+         for mix, proj in _TILE_SETS]
 
 
 def graph_us(op, n: int) -> float:

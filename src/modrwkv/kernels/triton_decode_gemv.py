@@ -31,13 +31,10 @@ from .triton_decode_layer import _INTERPRET, GN_EPS, LN_EPS, NORM_EPS, _cast, _r
 ACT_NONE, ACT_TANH, ACT_SIGMOID, ACT_RELU_SQUARE = 0, 1, 2, 3
 MAX_ROWS = 16  # the "dot" products pad the batch to this many rows
 
-# tile sizes: BLOCK_N rows of W per program, BLOCK_K columns per step
-MIX_BLOCK_N = 32
-MIX_BLOCK_K = 256
-PROJ_BLOCK_N = 32
-PROJ_BLOCK_K = 256
-NUM_WARPS = 4
-NUM_STAGES = 4
+# tiles: BLOCK_N rows of W per program, BLOCK_K columns per step. The W_out / W_value products have only C rows,
+# so they take fewer rows and longer steps per program: enough bytes in flight from fewer programs.
+MIX_BLOCK_N, MIX_BLOCK_K, MIX_WARPS, MIX_STAGES = 32, 256, 4, 3
+PROJ_BLOCK_N, PROJ_BLOCK_K, PROJ_WARPS, PROJ_STAGES = 16, 1024, 8, 2
 
 
 @triton.jit
@@ -231,7 +228,7 @@ def mix_proj_(x: torch.Tensor, shift: torch.Tensor, ln_w: torch.Tensor, ln_b: to
     xa = torch.empty_like(x)
     _mix_proj_kernel[(table.shape[0],)](x, shift, ln_w, ln_b, mix, w, table, out, xa, M, C, w.shape[0], LN_EPS,
                                         BLOCK_M=bm, BLOCK_N=MIX_BLOCK_N, BLOCK_K=MIX_BLOCK_K,
-                                        IEEE=w.dtype == torch.float32, num_warps=NUM_WARPS, num_stages=NUM_STAGES)
+                                        IEEE=w.dtype == torch.float32, num_warps=MIX_WARPS, num_stages=MIX_STAGES)
     return out, xa
 
 
@@ -242,9 +239,10 @@ def proj_residual_(xin: torch.Tensor, w: torch.Tensor, resid: torch.Tensor,
     N = w.shape[0]
     out = torch.empty_like(resid)
     src, dst = copy if copy is not None else (resid, resid)
+    block_k = PROJ_BLOCK_K if w.element_size() <= 2 else PROJ_BLOCK_K // 2  # fp32 tiles: the same shared memory
     _proj_residual_kernel[(triton.cdiv(N, PROJ_BLOCK_N),)](
-        xin, w, resid, out, src, dst, M, N, K, BLOCK_M=_block_m(M), BLOCK_N=PROJ_BLOCK_N, BLOCK_K=PROJ_BLOCK_K,
-        IEEE=w.dtype == torch.float32, HAS_COPY=copy is not None, num_warps=NUM_WARPS, num_stages=NUM_STAGES)
+        xin, w, resid, out, src, dst, M, N, K, BLOCK_M=_block_m(M), BLOCK_N=PROJ_BLOCK_N, BLOCK_K=block_k,
+        IEEE=w.dtype == torch.float32, HAS_COPY=copy is not None, num_warps=PROJ_WARPS, num_stages=PROJ_STAGES)
     return out
 
 
