@@ -2,7 +2,8 @@
 # One device call: every GPU test of main, the batch-1 GEMV sweep against cuBLAS, then the public-API generation
 # bench with the 64k row, the batch-16 x 16k row and the transformers peer.
 #   run(command="bash bench/run_device_gemv.sh")
-# Variables: TEST_CAP, GEMV_CAP, GEN_CAP (seconds; 0 skips that part), GEMV_ARGS (e.g. --quick), GEN_ARGS.
+# Last, if TRAIN_CAP > 0: eager training throughput of the 1.5B model without and with backbone fused_mix.
+# Variables: TEST_CAP, GEMV_CAP, GEN_CAP, TRAIN_CAP (seconds; 0 skips that part), GEMV_ARGS (e.g. --quick), GEN_ARGS.
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-.device_out}
 mkdir -p "$OUT"
@@ -29,4 +30,9 @@ if [ "${GEN_CAP:-230}" != 0 ]; then
     ${GEN_ARGS:---ctx 1024 65536 --b16-ctx 16384 --new 65 --reps 2 --batch 64 --compare-gemv 0 --peer} \
     --out "$OUT/generate_api.json" > "$OUT/generate_api.log" 2>&1
   grep -v -i warn "$OUT/generate_api.log" | tail -30
+fi
+if [ "${TRAIN_CAP:-0}" != 0 ]; then
+  timeout -k 5 "${TRAIN_CAP}" python3 bench/train_throughput.py --models rwkv --fused-mix off on --sizes 1.5b \
+    --ctx 2048 --tokens 8192 --ckpt none --warmup 2 --iters 4 --out "$OUT/train_fused_mix_eager.json" > "$OUT/train.log" 2>&1
+  grep -v -i warn "$OUT/train.log" | tail -8
 fi
