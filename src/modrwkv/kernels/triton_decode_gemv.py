@@ -39,29 +39,36 @@ PROJ_BLOCK_N, PROJ_BLOCK_K, PROJ_WARPS, PROJ_STAGES = 16, 1024, 8, 2
 
 @triton.jit
 def _acc_init(BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    # one return statement: Triton checks every return's type, also in branches a constexpr rules out
     if BLOCK_M == 1:
-        return tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-    return tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    else:
+        acc = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
+    return acc
 
 
 @triton.jit
 def _acc_tile(acc, wt, xt, BLOCK_M: tl.constexpr, IEEE: tl.constexpr):
     """acc += wt [BN, BK] . xt [BM, BK]^T: registers for BM = 1, a tile product otherwise."""
     if BLOCK_M == 1:
-        return acc + wt.to(tl.float32) * xt.to(tl.float32)
-    if _INTERPRET:  # the CPU interpreter's tl.dot mishandles bf16 operands: the same products in fp32
-        return tl.dot(wt.to(tl.float32), tl.trans(xt.to(wt.dtype).to(tl.float32)), acc, input_precision="ieee")
-    if IEEE:
-        return tl.dot(wt, tl.trans(xt.to(wt.dtype)), acc, input_precision="ieee")
-    return tl.dot(wt, tl.trans(xt.to(wt.dtype)), acc)
+        acc = acc + wt.to(tl.float32) * xt.to(tl.float32)
+    elif _INTERPRET:  # the CPU interpreter's tl.dot mishandles bf16 operands: the same products in fp32
+        acc = tl.dot(wt.to(tl.float32), tl.trans(xt.to(wt.dtype).to(tl.float32)), acc, input_precision="ieee")
+    elif IEEE:
+        acc = tl.dot(wt, tl.trans(xt.to(wt.dtype)), acc, input_precision="ieee")
+    else:
+        acc = tl.dot(wt, tl.trans(xt.to(wt.dtype)), acc)
+    return acc
 
 
 @triton.jit
 def _acc_done(acc, BLOCK_M: tl.constexpr):
     """The accumulator as [BM, BN]."""
     if BLOCK_M == 1:
-        return tl.sum(acc, axis=1)[None, :]
-    return tl.trans(acc)
+        out = tl.sum(acc, axis=1)[None, :]
+    else:
+        out = tl.trans(acc)
+    return out
 
 
 @triton.jit
