@@ -27,7 +27,7 @@ if [ "${GEMV_CAP:-130}" != 0 ]; then
 fi
 if [ "${GEN_CAP:-230}" != 0 ]; then
   timeout -k 5 "${GEN_CAP:-230}" python3 bench/generate_api.py \
-    ${GEN_ARGS:---ctx 1024 65536 --b16-ctx 16384 --new 65 --reps 2 --batch 64 --compare-gemv 0 --peer} \
+    ${GEN_ARGS:---ctx 1024 65536 --b16-ctx 16384 --new 65 --reps 2 --batch 64 --compare-gemv 4 --peer} \
     --out "$OUT/generate_api.json" > "$OUT/generate_api.log" 2>&1
   grep -v -i warn "$OUT/generate_api.log" | tail -30
 fi

@@ -212,11 +212,12 @@ def test_triton_step_equals_rwkv7_step_over_several_tokens(dtype, tol, batch, ge
                 _close(getattr(got, name).float(), getattr(ref, name).float(), tol)
 
 
-def test_fast_decoder_triton_step_greedy_equals_eager_and_follows_weight_updates():
+@pytest.mark.parametrize("gemv", [0, 4])
+def test_fast_decoder_triton_step_greedy_equals_eager_and_follows_weight_updates(gemv):
     bb = _model(torch.float32)
     logits, state = _prefill(bb, 3)
     want = decode(bb, logits, state.clone(), 10, stop_token=-1)
-    dec = FastDecoder(bb, check_every=4, step="triton")
+    dec = FastDecoder(bb, check_every=4, step="triton", gemv_max_batch=gemv)
     assert dec.decode(logits, state, 10, stop_token=-1) == want
     assert dec.fused.kernels == "triton"
     with torch.no_grad():  # in place (an optimiser step): the stacked copies are refreshed
@@ -227,11 +228,13 @@ def test_fast_decoder_triton_step_greedy_equals_eager_and_follows_weight_updates
     assert want2 != want and dec.decode(logits, state, 10, stop_token=-1) == want2
 
 
-def test_fast_decoder_triton_step_greedy_equals_eager_in_bf16():
+@pytest.mark.parametrize("gemv", [0, 4])
+def test_fast_decoder_triton_step_greedy_equals_eager_in_bf16(gemv):
     bb = _model(torch.bfloat16)
     logits, state = _prefill(bb, 2)
     want = decode(bb, logits, state.clone(), 12, stop_token=-1)
-    assert FastDecoder(bb, check_every=6, step="triton").decode(logits, state, 12, stop_token=-1) == want
+    dec = FastDecoder(bb, check_every=6, step="triton", gemv_max_batch=gemv)
+    assert dec.decode(logits, state, 12, stop_token=-1) == want
 
 
 def test_kernel_choice_and_bad_options():

@@ -16,7 +16,7 @@ from modrwkv.backbone import RWKV7, RWKV7Config
 from modrwkv.backbone.fused import FusedDecoder
 from modrwkv.data.chat import ChatTemplate
 from modrwkv.generation import FastDecoder, decode
-from modrwkv.generation.fast import capture_graph
+from modrwkv.generation.fast import FastOptions, capture_graph
 from modrwkv.model import ModRWKV
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -49,15 +49,19 @@ def _stop_with_spread(outs):
     return best
 
 
+GEMV = [0, 4]  # generation.gemv_max_batch: the cuBLAS products, and the fused GEMV kernels up to batch 4
+
+
+@pytest.mark.parametrize("gemv", GEMV)
 @pytest.mark.parametrize("check_every", [1, 5])
-def test_graph_greedy_equals_eager_fp32(check_every):
+def test_graph_greedy_equals_eager_fp32(check_every, gemv):
     bb = _backbone(torch.float32)
     logits, state = _prefill(bb, 7)
     free = decode(bb, logits, state.clone(), 40, stop_token=-1)
     stop = _stop_with_spread(free)
     want = decode(bb, logits, state.clone(), 40, stop_token=stop)
     assert len({len(o) for o in want}) >= 3  # sequences stop at different steps: rows dropped, buckets change
-    dec = FastDecoder(bb, check_every=check_every)
+    dec = FastDecoder(bb, check_every=check_every, gemv_max_batch=gemv)
     assert dec.use_graphs
     assert dec.decode(logits, state, 40, stop_token=stop) == want
     captured = dec.captures
@@ -66,11 +70,13 @@ def test_graph_greedy_equals_eager_fp32(check_every):
     assert dec.decode(logits[:1], state.select([0]), 40, stop_token=-1) == free[:1]
 
 
-def test_graph_greedy_equals_eager_bf16_for_64_tokens():
+@pytest.mark.parametrize("gemv", GEMV)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_graph_greedy_equals_eager_bf16_for_64_tokens(batch, gemv):
     bb = _backbone(torch.bfloat16)
-    logits, state = _prefill(bb, 3)
+    logits, state = _prefill(bb, batch)
     want = decode(bb, logits, state.clone(), 64, stop_token=-1)
-    got = FastDecoder(bb).decode(logits, state, 64, stop_token=-1)
+    got = FastDecoder(bb, gemv_max_batch=gemv).decode(logits, state, 64, stop_token=-1)
     first_diff = [next((i for i, (a, b) in enumerate(zip(g, w)) if a != b), 64) for g, w in zip(got, want)]
     assert min(first_diff) >= 32, f"first differing token per sequence: {first_diff}"
 
@@ -140,12 +146,14 @@ class _Bytes:
         return bytes(i - 1 for i in ids if 1 <= i <= 256).decode(errors="replace")
 
 
+@pytest.mark.parametrize("gemv", GEMV)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_model_generate_uses_the_fast_path_on_gpu_and_equals_eager(dtype):
+def test_model_generate_uses_the_fast_path_on_gpu_and_equals_eager(dtype, gemv):
     bb = _backbone(dtype, vocab=300)
     torch.manual_seed(1)
     enc = _PatchEncoder().cuda().to(dtype)
-    model = ModRWKV(enc, build_adapter("mlp", 48, 128).cuda().to(dtype), bb, ChatTemplate(_Bytes())).eval()
+    model = ModRWKV(enc, build_adapter("mlp", 48, 128).cuda().to(dtype), bb, ChatTemplate(_Bytes()),
+                    generation=FastOptions(gemv_max_batch=gemv)).eval()
     g = torch.Generator().manual_seed(2)
     samples = [{"modality": "image", "image": torch.randn(3, 32, 32, generator=g)} for _ in range(3)]
     prompts = ["<image>What is it?", "<image>Colour?", "<image>Describe the picture in detail."]
@@ -183,7 +191,7 @@ def test_triton_step_equals_torch_step_and_replays_in_a_cuda_graph(size, dtype, 
         bb.emb.weight.normal_()
     bb = bb.to(dtype).eval()
     _, state = _prefill(bb, batch, t=8)
-    tri, ref = FusedDecoder(bb, kernels="triton"), FusedDecoder(bb, kernels="torch")
+    tri, ref = FusedDecoder(bb, kernels="triton", gemv_max_batch=4), FusedDecoder(bb, kernels="torch")
     assert (tri.kernels, ref.kernels, tri.gemv_max_batch) == ("triton", "torch", 4)
     s_tri, s_ref = state.clone(), state.clone()
     g = torch.Generator().manual_seed(5)

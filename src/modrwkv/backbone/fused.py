@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from ..kernels import wkv7_step
 from .layers import LOG_DECAY_SCALE
 
-GEMV_MAX_BATCH = 4  # steps of at most this many sequences take the fused GEMV kernels (kernels="triton")
+GEMV_MAX_BATCH = 0  # steps of at most this many sequences take the fused GEMV kernels (kernels="triton"); off
+# by default until they are timed on a GPU (bench/RESULTS.md), 4 to use them
 
 
 def _pre(x, att_shift, mix6, ln0_w, ln0_b, ln1_w, ln1_b, w_rkv, w_lora1, w_lora2, w0, a0, v0,
