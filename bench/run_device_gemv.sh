@@ -4,13 +4,7 @@
 #   run(command="bash bench/run_device_gemv.sh")
 # Last, if TRAIN_CAP > 0: eager training throughput of the 1.5B model without and with backbone fused_mix.
 # Variables: TEST_CAP, GEMV_CAP, GEN_CAP, TRAIN_CAP (seconds; 0 skips that part), GEMV_ARGS (e.g. --quick), GEN_ARGS.
-cd "$(dirname "$0")/.." || exit 1
-OUT=${OUT:-.device_out}
-mkdir -p "$OUT"
-export PYTHONPATH=$PWD/src:$PWD/bench PYTHONUNBUFFERED=1
-{ date -u; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
+source "$(dirname "$0")/device_prelude.sh"
 # output straight to files: a pipeline killed by timeout loses what it buffered
 if [ "${TEST_CAP:-200}" != 0 ]; then
   # the tests that have never run on a GPU first, one line each as it finishes

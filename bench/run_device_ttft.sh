@@ -4,13 +4,7 @@
 # peers), ending with the same TTFT measurement over torch.compile'd blocks.
 #   run(command="bash bench/run_device_ttft.sh")
 # Variables: TEST_CAP, GEN_CAP (seconds; 0 skips that part), GEN_ARGS.
-cd "$(dirname "$0")/.." || exit 1
-OUT=${OUT:-.device_out}
-mkdir -p "$OUT"
-export PYTHONPATH=$PWD/src:$PWD/bench PYTHONUNBUFFERED=1
-{ date -u; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
+source "$(dirname "$0")/device_prelude.sh"
 # output straight to files: a pipeline killed by timeout loses what it buffered
 if [ "${TEST_CAP:-150}" != 0 ]; then
   timeout -k 5 "${TEST_CAP:-150}" python3 -m pytest -q -p no:cacheprovider -rfE tests/gpu/test_encoder_graphs_gpu.py \

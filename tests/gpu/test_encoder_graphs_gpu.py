@@ -15,11 +15,12 @@ from modrwkv.backbone import RWKV7, RWKV7Config
 from modrwkv.data.chat import ChatTemplate
 from modrwkv.generation.encoder_graphs import EncoderGraphs
 from modrwkv.model import ModRWKV
+from tests.stand_ins import FixedImageInputs
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-class _ViT(nn.Module):
+class _ViT(FixedImageInputs, nn.Module):
     """timm's ViT with SigLIP's settings (no class token, MAP head not run) at width 64: (B, 3, 32, 32) ->
     (B, 16, 64) features, with the data side `ModRWKV.generate` calls (the image is a (3, 32, 32) tensor)."""
 
@@ -31,15 +32,6 @@ class _ViT(nn.Module):
 
         self.trunk = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2,
                                        class_token=False, global_pool="map", num_classes=0)
-
-    def preprocess(self, raw):
-        return torch.as_tensor(raw, dtype=torch.float32)
-
-    def feature_length(self, raw):
-        return self.num_tokens
-
-    def collate(self, xs):
-        return torch.stack(xs)
 
     def forward(self, x, lengths=None):
         return self.trunk.forward_features(x.to(self.trunk.patch_embed.proj.weight.dtype))

@@ -18,6 +18,7 @@ from modrwkv.data.chat import ChatTemplate
 from modrwkv.generation import FastDecoder, decode
 from modrwkv.generation.fast import FastOptions, capture_graph
 from modrwkv.model import ModRWKV
+from tests.stand_ins import FixedImageInputs
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -115,7 +116,7 @@ def test_graphs_follow_in_place_weight_updates():
     assert dec.decode(logits, state, 16, stop_token=-1) == want and dec.captures == captured
 
 
-class _PatchEncoder(nn.Module):
+class _PatchEncoder(FixedImageInputs, nn.Module):
     """A stand-in image encoder: 8x8 patches of a (3, 32, 32) tensor, linearly embedded (16 tokens)."""
 
     modality, variable_length, out_dim, num_tokens = "image", False, 48, 16
@@ -123,15 +124,6 @@ class _PatchEncoder(nn.Module):
     def __init__(self):
         super().__init__()
         self.proj = nn.Linear(192, 48)
-
-    def preprocess(self, raw):
-        return torch.as_tensor(raw, dtype=torch.float32)
-
-    def feature_length(self, raw):
-        return self.num_tokens
-
-    def collate(self, xs):
-        return torch.stack(xs)
 
     def forward(self, x, lengths=None):  # (B, 3, 32, 32) -> (B, 16, 48)
         p = x.unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5).reshape(x.shape[0], 16, 192)
