@@ -256,8 +256,9 @@ def test_kernel_choice_and_bad_options():
         FastDecoder(bf, step="cuda")
     with pytest.raises(ValueError, match="gemv_max_batch must be an integer from 0 to 16"):
         FastOptions(gemv_max_batch=17)
-    with pytest.raises(ValueError, match="gemv_max_batch must be an integer >= 0"):
-        FusedDecoder(bf, kernels="triton", gemv_max_batch=-1)
+    for bad in (-1, 17):
+        with pytest.raises(ValueError, match="gemv_max_batch must be an integer from 0 to 16"):
+            FusedDecoder(bf, kernels="triton", gemv_max_batch=bad)
     assert FusedDecoder(bf, kernels="torch").gemv_max_batch == 0  # the torch step has no GEMV kernels
 
 

@@ -129,8 +129,9 @@ class FusedDecoder:
         self.model = model
         self.n_head = model.config.n_head
         self.kernels = resolve_kernels(kernels, model, compile)
-        if isinstance(gemv_max_batch, bool) or not isinstance(gemv_max_batch, int) or gemv_max_batch < 0:
-            raise ValueError(f"FusedDecoder: gemv_max_batch must be an integer >= 0, got {gemv_max_batch!r}")
+        if isinstance(gemv_max_batch, bool) or not isinstance(gemv_max_batch, int) or not 0 <= gemv_max_batch <= 16:
+            raise ValueError(f"FusedDecoder: gemv_max_batch must be an integer from 0 to 16 (the GEMV kernels' "
+                             f"most rows), got {gemv_max_batch!r}")
         self.gemv_max_batch = gemv_max_batch if self.kernels == "triton" else 0
         with torch.no_grad():
             self.layers = [self._layer(blk) for blk in model.blocks]
