@@ -47,7 +47,6 @@ class EncoderGraphs:
         self.graphs: OrderedDict[tuple, tuple[torch.Tensor, CapturedGraph]] = OrderedDict()
         self.captures = 0
         self._watch = WeightWatch(*modules)
-        self._inference: bool | None = None  # torch.inference_mode when the buffers were made
         self.pool = None
 
     def key(self, x: torch.Tensor) -> tuple:
@@ -78,11 +77,9 @@ class EncoderGraphs:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N, ...) inputs (on the CPU or the device) -> (M, C) modality embeddings, a new tensor (later calls do not
         overwrite it), equal to ``encode(x)``."""
-        inference = torch.is_inference_mode_enabled()
-        if self._watch.changed() or inference != self._inference:  # as `PrefillGraphs._sync_weights`
+        if self._watch.changed():  # new weight tensors, or the other inference mode
             self.graphs.clear()
             self.pool = torch.cuda.graph_pool_handle()
-            self._inference = inference
         static, graph = self._graph(self.key(x))
         if x.device.type == "cpu" and static.is_cuda:
             x = x.pin_memory()  # a cached pinned block: the copy below does not wait for the GPU

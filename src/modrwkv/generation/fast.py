@@ -133,20 +133,15 @@ class FastDecoder:
         if self.use_graphs and self.device.type != "cuda":
             raise ValueError("CUDA graphs need the backbone on a CUDA device")
         self._watch, self._versions = WeightWatch(backbone), None
-        self._inference: bool | None = None  # torch.inference_mode when the buffers and weight copies were made
         self.capacity = 0
         self.graphs: dict = {}
         self.captures = 0  # graphs recorded so far (each bucket and mode once)
 
     # ---- weights and buffers -----------------------------------------------------------------------------------
     def _sync_weights(self) -> None:
-        inference = torch.is_inference_mode_enabled()
-        changed = self._watch.changed() or inference != self._inference
+        changed = self._watch.changed()
         versions = self._watch.versions()
-        # new tensors, or buffers made in the other inference mode (inference tensors cannot be updated in place
-        # outside it, e.g. after generating in a validation loop): everything that points at them is rebuilt
-        if changed:
-            self._inference = inference
+        if changed:  # new tensors, or the other inference mode (see WeightWatch): everything over them is rebuilt
             self.fused = FusedDecoder(self.backbone, compile=self.compile, kernels=self.step,
                                       gemv_max_batch=self.gemv_max_batch)
             self.device = self.backbone.emb.weight.device

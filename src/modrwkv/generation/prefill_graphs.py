@@ -54,18 +54,13 @@ class PrefillGraphs:
         self.graphs: dict[tuple, CapturedGraph] = {}
         self.captures = 0
         self._watch = WeightWatch(backbone)
-        self._inference: bool | None = None  # torch.inference_mode when the buffers were made
         self._state: RWKV7State | None = None
         self._inputs: dict[int, torch.Tensor] = {}
 
     def _sync_weights(self) -> None:
-        inference = torch.is_inference_mode_enabled()
-        # new weight tensors, or buffers made in the other inference mode (inference tensors cannot be updated in
-        # place outside it, e.g. after generating in a validation loop): everything is recorded again
-        if self._watch.changed() or inference != self._inference:
+        if self._watch.changed():  # new weight tensors, or the other inference mode: everything is recorded again
             self.graphs, self._inputs, self._state = {}, {}, None
             self.pool = torch.cuda.graph_pool_handle()
-            self._inference = inference
 
     def lengths(self, total: int) -> list[int]:
         """The pieces a graphed prompt part of ``total`` tokens is read in now (`piece_lengths`, or one piece for a
