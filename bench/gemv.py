@@ -1,4 +1,4 @@
-"""Batch-1 matrix-vector products of the 1.5B decode step: our Triton GEMV tiles against cuBLAS, same process.
+"""Batch-1 matrix-vector products of the 1.5B decode step: our fused-kernel tiles against cuBLAS, same process.
 
     python bench/gemv.py [--out bench/results/gemv.json] [--quick]
 
@@ -7,17 +7,18 @@ W_out + residual, ln2 + mix + W_key + relu^2, W_value + residual) at batch 1 for
 constants), each kernel's time and bandwidth and their sum over 24 layers; then the plain products below.
 
 For each product of a 1.5B RWKV-7 layer (x (1, K) @ W^T, W (N, K) bf16) and the LM head: the median time of
-`F.linear` (cuBLAS), of `torch.mm` against the (K, N) transposed copy the decode step used to stack, and of
-`modrwkv.kernels.triton_gemv.gemv` for every tile configuration of the sweep; the effective bandwidth (weight bytes
-over time) against the copy bandwidth measured in the same process. Timing as in the decode step: the calls are
-replayed from a CUDA graph (`triton.testing.do_bench_cudagraph`, so no host launch cost), each over enough distinct
-copies of W (>= 256 MB together) that none is still in the L2 cache when it is read again. Outputs are checked
-against F.linear first.
+`F.linear` (cuBLAS), of `torch.mm` against the (K, N) transposed copy the decode step used to stack, and of the
+fused kernels' product (`proj_residual_`, plus a residual row) for every PROJ tile setting of the sweep; the
+effective bandwidth (weight bytes over time) against the copy bandwidth measured in the same process. Timing as in
+the decode step: the calls are replayed from a CUDA graph (`triton.testing.do_bench_cudagraph`, so no host launch
+cost), each over enough distinct copies of W (>= 256 MB together) that none is still in the L2 cache when it is
+read again. Outputs are checked against F.linear first.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 
 import common
@@ -26,22 +27,30 @@ import torch.nn.functional as F
 import triton
 
 from modrwkv.kernels import triton_decode_gemv as kg
-from modrwkv.kernels.triton_gemv import gemv
 
 # (name, K in, N out) for C=2048, F=8192, LoRA ranks 64+96+96+256, vocab 65536
 SHAPES = [("rkv+lora_down", 2048, 3 * 2048 + 512), ("out", 2048, 2048),
           ("key", 2048, 8192), ("value", 8192, 2048), ("head", 2048, 65536)]
 
 
-def configs(quick: bool):
-    dot = [dict(variant="dot", block_n=bn, block_k=bk, num_warps=4, num_stages=ns)
-           for bn, bk, ns in itertools.product((16, 32, 64), (256, 512), (3, 5))]
-    dot += [dict(variant="dot", block_n=bn, block_k=256, num_warps=nw, num_stages=4)
-            for bn, nw in itertools.product((16, 32), (2, 8))]
-    fma = [dict(variant="fma", block_n=bn, block_k=bk, num_warps=nw, num_stages=1)
-           for bn, bk, nw in itertools.product((4, 8, 16), (512, 1024), (4, 8))]
-    allc = dot + fma
+def proj_configs(quick: bool) -> list[dict]:
+    """PROJ tile settings of the plain-product sweep (batch 1: the register-accumulating variant)."""
+    allc = [dict(PROJ_BLOCK_N=bn, PROJ_BLOCK_K=bk, PROJ_WARPS=nw, PROJ_STAGES=ns)
+            for bn, bk, nw, ns in itertools.product((8, 16, 32), (256, 512, 1024, 2048), (4, 8), (1, 2))]
     return allc[::4] if quick else allc
+
+
+@contextlib.contextmanager
+def tile_settings(settings: dict):
+    """The kernel module's tile constants set to ``settings`` inside the block, restored after."""
+    saved = {k: getattr(kg, k) for k in settings}
+    try:
+        for k, v in settings.items():
+            setattr(kg, k, v)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(kg, k, v)
 
 
 # (MIX_BLOCK_N, MIX_BLOCK_K, MIX_WARPS, MIX_STAGES), (PROJ_BLOCK_N, PROJ_BLOCK_K, PROJ_WARPS, PROJ_STAGES);
@@ -72,12 +81,10 @@ def fused_rows(copy_bw: float, dev) -> list[dict]:
     x, shift, xa, kin = (torch.randn(1, C, **bf), torch.randn(1, C, **bf), torch.randn(1, C, **bf),
                          torch.randn(1, F_, **bf))
     ln_w, ln_b, mix6, mix1 = torch.ones(C, **bf), torch.zeros(C, **bf), torch.rand(6, C, **bf), torch.rand(1, C, **bf)
-    rows, saved = [], {k: getattr(kg, k) for k in TILES[0]}
+    rows = []
     att_rows = 3 * C + sum(ranks)
-    try:
-        for tiles in TILES:
-            for k, v in tiles.items():
-                setattr(kg, k, v)
+    for tiles in TILES:
+        with tile_settings(tiles):
             lora = [(3 * C + i * D, r, 2 + i, kg.ACT_NONE) for i, r in enumerate(ranks)]
             att = kg.mix_table([(i * C, C, i, kg.ACT_NONE) for i in range(3)] + lora, kg.MIX_BLOCK_N, dev)
             ffn = kg.mix_table([(0, F_, 0, kg.ACT_RELU_SQUARE)], kg.MIX_BLOCK_N, dev)
@@ -93,14 +100,11 @@ def fused_rows(copy_bw: float, dev) -> list[dict]:
                 row[name] = {"us": us, "GBps": n_el * 2 / us / 1e3}
                 row["layer_us"] += us
                 row["layer_floor_us"] += n_el * 2 / copy_bw * 1e6
-            row["x_floor"] = row["layer_us"] / row["layer_floor_us"]
-            rows.append(row)
-            print(f"fused layer products {tiles}: {row['layer_us']:.1f} us per layer ({row['x_floor']:.2f}x floor "
-                  f"{row['layer_floor_us']:.1f}); " + ", ".join(f"{k} {row[k]['us']:.1f} us {row[k]['GBps']:.0f} GB/s"
-                                                             for k in kernels), flush=True)
-    finally:
-        for k, v in saved.items():
-            setattr(kg, k, v)
+        row["x_floor"] = row["layer_us"] / row["layer_floor_us"]
+        rows.append(row)
+        print(f"fused layer products {tiles}: {row['layer_us']:.1f} us per layer ({row['x_floor']:.2f}x floor "
+              f"{row['layer_floor_us']:.1f}); " + ", ".join(f"{k} {row[k]['us']:.1f} us {row[k]['GBps']:.0f} GB/s"
+                                                         for k in kernels), flush=True)
     return rows
 
 
@@ -125,25 +129,22 @@ def main() -> None:
         x = torch.randn(1, K, device=dev, dtype=torch.bfloat16)
         ref = F.linear(x, w).float()
         floor_us = nbytes / copy_bw * 1e6
-
-        def per_call_us(op, mats):
-            ms = triton.testing.do_bench_cudagraph(lambda: [op(m) for m in mats], rep=10, return_mode="median")
-            return ms * 1e3 / len(mats)
-
-        base = {"cublas_linear": per_call_us(lambda m, x=x: F.linear(x, m), ws),
-                "cublas_mm_KN": per_call_us(lambda m, x=x: torch.mm(x, m), wts)}
+        resid = torch.zeros(1, N, device=dev, dtype=torch.bfloat16)
+        base = {"cublas_linear": graph_us(lambda i, x=x, ws=ws: F.linear(x, ws[i]), copies),
+                "cublas_mm_KN": graph_us(lambda i, x=x, wts=wts: torch.mm(x, wts[i]), copies)}
         best = None
-        for cfg in configs(args.quick):
-            try:
-                y = gemv(x, w, **cfg)
-            except Exception as e:  # a tile that does not compile (resources) is reported, not fatal
-                print(f"{name} {cfg}: {type(e).__name__}: {str(e)[:120]}")
-                continue
-            err = ((y.float() - ref).abs().max() / ref.abs().max()).item()
-            if err > 2e-2:
-                print(f"{name} {cfg}: WRONG (max rel err {err:.3g})")
-                continue
-            us = per_call_us(lambda m, x=x, cfg=cfg: gemv(x, m, **cfg), ws)
+        for cfg in proj_configs(args.quick):
+            with tile_settings(cfg):
+                try:
+                    y = kg.proj_residual_(x, w, resid)
+                except Exception as e:  # a tile that does not compile (resources) is reported, not fatal
+                    print(f"{name} {cfg}: {type(e).__name__}: {str(e)[:120]}")
+                    continue
+                err = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+                if err > 2e-2:
+                    print(f"{name} {cfg}: WRONG (max rel err {err:.3g})")
+                    continue
+                us = graph_us(lambda i, x=x, ws=ws, r=resid: kg.proj_residual_(x, ws[i], r), copies)
             row = dict(shape=name, K=K, N=N, us=us, GBps=nbytes / us / 1e3, x_floor=us / floor_us, **cfg)
             rows.append(row)
             if best is None or us < best["us"]:

@@ -19,7 +19,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler.compiler import ASTSource
 
-INTS = ("M", "N", "K", "C", "D", "stride_out", "stride_h", "stride_xm", "stride_wn", "stride_ym", "plane", "numel",
+INTS = ("M", "N", "K", "C", "D", "stride_out", "stride_h", "plane", "numel",
         "d_v", "d_w", "d_a", "d_g")
 FLOATS = ("eps", "gn_eps", "norm_eps")
 
@@ -46,8 +46,7 @@ def compile_sm90(fn, constexprs: dict, dtype: str = "bf16", pointers: dict | Non
 
 def variants():
     """(name, thunk) for each kernel variant the decode step launches (bf16 and fp32 weights)."""
-    kg, kl, gv = (importlib.import_module(f"modrwkv.kernels.{m}")
-                  for m in ("triton_decode_gemv", "triton_decode_layer", "triton_gemv"))
+    kg, kl = (importlib.import_module(f"modrwkv.kernels.{m}") for m in ("triton_decode_gemv", "triton_decode_layer"))
     for dtype in ("bf16", "fp32"):
         ieee = dtype == "fp32"
         for bm in (1, kg.MAX_ROWS):
@@ -67,10 +66,6 @@ def variants():
                 kl._wkv_kernel, dict(H=32, K=64, FIRST=f, DECAY_SCALE=-0.6065306597126334), d, {"state": "*fp32"})
         yield f"mix {dtype}", lambda d=dtype: compile_sm90(
             kl._mix_kernel, dict(J=6, HAS_LN0=False, HAS_DX=True, BLOCK=2048), d, {}, 8)
-        yield f"gemv dot {dtype}", lambda d=dtype: compile_sm90(
-            gv._gemv_dot_kernel, dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=256, EVEN=True), d, {}, 4, 4)
-        yield f"gemv fma {dtype}", lambda d=dtype: compile_sm90(
-            gv._gemv_fma_kernel, dict(BLOCK_N=16, BLOCK_K=512, EVEN=False), d, {}, 4, 1)
 
 
 def main() -> int:

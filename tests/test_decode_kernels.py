@@ -1,5 +1,5 @@
 """The Triton decode-layer kernels (kernels/triton_decode_layer.py) and the fused GEMV kernels
-(kernels/triton_decode_gemv.py, triton_gemv.py) against the PyTorch expressions they replace, then
+(kernels/triton_decode_gemv.py) against the PyTorch expressions they replace, then
 `FusedDecoder(kernels="triton")` against `RWKV7.step` and `FastDecoder(step="triton")` against the eager loop.
 
 On the CPU the kernels run in Triton's interpreter (tests/conftest.py); tests/gpu/test_generate_gpu.py runs the
@@ -31,7 +31,6 @@ from modrwkv.kernels.triton_decode_gemv import (
     proj_residual_,
 )
 from modrwkv.kernels.triton_decode_layer import lora_act_, mix_, relu_square_, wkv_
-from modrwkv.kernels.triton_gemv import gemv
 
 from .test_generate_fast import _backbone
 
@@ -109,14 +108,6 @@ def test_wkv_kernel_equals_the_torch_step(N, H, first):
     _close(v_first, vf_ref)  # written at the first layer, left as it was after
     with pytest.raises(ValueError, match="fp32"):
         wkv_(rkv, up, p, v_first, state.double(), first, LOG_DECAY_SCALE)
-
-
-@pytest.mark.parametrize("M,N,K,variant", [(1, 70, 300, "fma"), (1, 64, 256, "dot"), (3, 50, 200, "dot")])
-def test_gemv_equals_a_matrix_product(M, N, K, variant):
-    x, w = _rand(M, K), _rand(N, K)
-    _close(gemv(x, w, variant, block_n=16, block_k=64), x @ w.T, 1e-6)
-    with pytest.raises(ValueError, match="unit stride"):
-        gemv(x, w.t().contiguous().t(), variant)
 
 
 def test_mix_table_covers_each_segment_in_blocks():

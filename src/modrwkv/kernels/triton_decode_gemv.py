@@ -12,7 +12,7 @@ as the products. `FusedDecoder` (backbone/fused.py) runs, for M <= ``gemv_max_ba
     4. `mix_proj_`      ln2 + the channel-mix shift, times W_key, relu^2                       -> k (M, F)
     5. `proj_residual_` x3 = x2 + k @ W_value^T (the next layer's input)
 
-Every product kernel streams its rows of W once, ``BLOCK_N`` rows per program, as in kernels/triton_gemv.py: a tile
+Every product kernel streams its rows of W once, ``BLOCK_N`` rows per program (bench/gemv.py sweeps them): a tile
 product padded to 16 rows for M > 1 ("dot"), register accumulation for M = 1 ("fma"). A mix kernel's programs all
 need the whole LayerNorm'd row, so each computes its statistics (reading x, a few KB, from L2); program 0 also
 writes the normalised row to a scratch buffer, and the next kernel copies it into the shift state (writing the
