@@ -118,10 +118,7 @@ class ModRWKV(nn.Module):
         mask = input_ids == PLACEHOLDER_ID  # (B, T)
         emb = self.backbone.embed(input_ids.masked_fill(mask, 0))  # (B, T, C)
         n_ph = int(mask.sum())
-        n_mod = 0 if modality_tokens is None else modality_tokens.shape[0]
-        if n_ph != n_mod:
-            raise ValueError(f"{n_ph} placeholder tokens but {n_mod} modality embeddings (the collate's token count "
-                             "and the adapter disagree)")
+        _check_placeholders(n_ph, modality_tokens)
         if n_ph == 0:
             return emb
         return emb.masked_scatter(mask.unsqueeze(-1), modality_tokens.to(emb.dtype))
@@ -229,11 +226,7 @@ class ModRWKV(nn.Module):
         """`embed_inputs` of one row of prompt ids given as a host list: the placeholders are found on the host, so
         nothing waits for the GPU (no count read back), and the ids travel in one asynchronous copy."""
         runs = placeholder_runs(ids)
-        n_ph = sum(end - start for start, end in runs)
-        n_mod = 0 if modality_tokens is None else modality_tokens.shape[0]
-        if n_ph != n_mod:
-            raise ValueError(f"{n_ph} placeholder tokens but {n_mod} modality embeddings (the collate's token count "
-                             "and the adapter disagree)")
+        _check_placeholders(sum(end - start for start, end in runs), modality_tokens)
         if runs:
             ids = [0 if t == PLACEHOLDER_ID else t for t in ids]
         emb = self.backbone.embed(_host_ids(ids, device)[None])  # (1, T, C)
@@ -372,6 +365,14 @@ class ModRWKV(nn.Module):
 
 def _to(t: torch.Tensor | None, device) -> torch.Tensor | None:
     return None if t is None else t.to(device)
+
+
+def _check_placeholders(n_placeholders: int, modality_tokens: torch.Tensor | None) -> None:
+    """ValueError unless a prompt's placeholder count equals its number of modality embeddings."""
+    n_mod = 0 if modality_tokens is None else modality_tokens.shape[0]
+    if n_placeholders != n_mod:
+        raise ValueError(f"{n_placeholders} placeholder tokens but {n_mod} modality embeddings (the collate's token "
+                         "count and the adapter disagree)")
 
 
 def placeholder_runs(ids: Sequence[int]) -> list[tuple[int, int]]:
