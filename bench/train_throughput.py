@@ -53,8 +53,8 @@ def checkpoint_mode(model, mode: str):
 
     original = TimeMix._projections
     if mode == "proj":
-        def projections(self, x, xx, v_first):
-            return checkpoint(original, self, x, xx, v_first, use_reentrant=False)
+        def projections(self, *args):
+            return checkpoint(original, self, *args, use_reentrant=False)
 
         TimeMix._projections = projections
     model.backbone.grad_checkpointing = mode == "block"
@@ -125,13 +125,16 @@ def run_config(model, opt, batch, ctx, args, device, first_mode: str = "none") -
     return row
 
 
-def bench_model(arch, size, args, device, dtype, rows: list, save, fused_mix: bool = False) -> None:
+def bench_model(arch, size, args, device, dtype, rows: list, save, fused_mix: bool = False,
+                recompute: bool = False) -> None:
     """Build one model (and its optimizer) once, then time every context; appends to ``rows``, calls ``save()``
-    after each (a stage cut short by its time limit keeps what it measured). ``fused_mix``: RWKV-7's option."""
+    after each (a stage cut short by its time limit keeps what it measured). ``fused_mix``, ``recompute``: RWKV-7's
+    options fused_mix and recompute_elementwise."""
     common.free_memory()
     model = common.build_mllm(arch, size, device, dtype, tiny_encoder=args.smoke, kv_heads=args.kv_heads)
     if arch == "rwkv":
         model.backbone.fused_mix = fused_mix
+        model.backbone.recompute_elementwise = recompute
     model.train()
     opt = make_optimizer(model, device)
     n_params = sum(p.numel() for p in model.backbone.parameters())
@@ -166,10 +169,11 @@ def bench_model(arch, size, args, device, dtype, rows: list, save, fused_mix: bo
             opt.zero_grad(set_to_none=True)
         row.update(model=arch, size=size, backbone_params=n_params, compile=args.compile, precision=args.precision,
                    memory_budget=args.memory_budget, wkv_seqpar=args.wkv_seqpar,
-                   fused_mix=fused_mix if arch == "rwkv" else None)
+                   fused_mix=fused_mix if arch == "rwkv" else None,
+                   recompute_elementwise=recompute if arch == "rwkv" else None)
         rows.append(row)
         save()
-        tag = f"{size:5s} ctx {ctx:6d}" + (" fused" if fused_mix else "")
+        tag = f"{size:5s} ctx {ctx:6d}" + (" fused" if fused_mix else "") + (" recompute" if recompute else "")
         print(f"   {arch:11s} {tag}: " + (f"{row['tokens_per_s']:.0f} tok/s, MFU {row['mfu']:.3f}, "
               f"peak {row['peak_gib'] or 0:.1f} GiB, ckpt {row['ckpt']}" if "tokens_per_s" in row else
               row.get("error", "?")), flush=True)
@@ -195,6 +199,9 @@ def main(argv=None):
     ap.add_argument("--fused-mix", nargs="+", default=["off"], choices=["off", "on"],
                     help="RWKV-7's fused token shift + mixes (backbone fused_mix; recomputes the mixes in the "
                     "backward): off, on, or both (off on: one model each, timed in the same run)")
+    ap.add_argument("--recompute", nargs="+", default=["off"], choices=["off", "on"],
+                    help="RWKV-7's recompute_elementwise (backbone option: the blocks' elementwise stretches keep only "
+                         "their inputs for the backward); 'off on' times both, one model each")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="after timing, profile STEPS steps and print GPU time by kernel category (CUDA only)")
     ap.add_argument("--memory-budget", type=float, default=None,
@@ -236,10 +243,13 @@ def main(argv=None):
 
     for size in args.sizes:
         for arch in args.models:
-            for fused in (args.fused_mix if arch == "rwkv" else ["off"]):
-                bench_model(arch, size, args, device, dtype, rows, save, fused_mix=fused == "on")
+            variants = [(f, r) for f in args.fused_mix for r in args.recompute] if arch == "rwkv" else [("off", "off")]
+            for fused, recompute in variants:
+                bench_model(arch, size, args, device, dtype, rows, save, fused_mix=fused == "on",
+                            recompute=recompute == "on")
     save()
-    common.print_table(rows, ["model", "size", "ctx", "fused_mix", "rows", "ckpt", "step_ms", "tokens_per_s", "mfu",
+    common.print_table(rows, ["model", "size", "ctx", "fused_mix", "recompute_elementwise", "rows", "ckpt", "step_ms",
+                              "tokens_per_s", "mfu",
                               "peak_gib", "speedup_vs_transformer", "error"],
                        f"training step, {args.precision}, compile={args.compile}, {env.get('gpu') or 'cpu'}")
     return result

@@ -14,6 +14,7 @@ from ..kernels import LOG_DECAY_MIN
 from ..kernels import wkv7 as _wkv7
 from ..kernels import wkv7_step as _wkv7_step
 from .config import RWKV7Config
+from .recompute import recomputed, relu_square_linear
 
 # The WKV-7 kernels stay outside torch.compile graphs (see compile.py): each is one Triton launch already, and the
 # varlen host code reads ``cu_seqlens`` values. Outside compilation these are the plain functions.
@@ -102,9 +103,10 @@ class TimeMix(nn.Module):
         k = k * (1 + (a - 1) * self.k_a)
         return r, w, k, v, -kk, kk * a, g, v_first
 
-    def _projections(self, x, xx, v_first):
-        """Everything but the recurrence; x, xx (..., C). Returns r, w, k, v, a, b, g, v_first, all (..., C)."""
-        return self._lora(*self._products(x, xx), v_first)
+    def _projections(self, x, xx, v_first, recompute=False):
+        """Everything but the recurrence; x, xx (..., C). Returns r, w, k, v, a, b, g, v_first, all (..., C).
+        ``recompute``: the LoRA activations' intermediates are recomputed in the backward (recompute.py)."""
+        return recomputed(recompute, self._lora, *self._products(x, xx), v_first)
 
     def _bonus(self, r, k, v):
         """The r.k bonus, per head (sum_i r_i k_i r_k_i) v; all (..., C).
@@ -114,28 +116,33 @@ class TimeMix(nn.Module):
         heads = (*r.shape[:-1], self.n_head, self.head_size)
         return ((r * k * self.r_k.view(-1)).view(heads).sum(-1, keepdim=True) * v.view(heads)).view(r.shape)
 
-    def _output(self, o, bonus, g):
-        """GroupNorm per head, plus the r.k bonus, the gate and the output projection; all (..., C)."""
+    def _gated_norm(self, o, bonus, g):
+        """GroupNorm per head, plus the r.k bonus, times the gate; all (..., C)."""
         shape = o.shape
-        y = self.ln_x(o.reshape(-1, shape[-1])).view(shape)
-        return self.output((y + bonus) * g)
+        return (self.ln_x(o.reshape(-1, shape[-1])).view(shape) + bonus) * g
 
-    def forward(self, x, v_first, shift_prev, wkv_state, cu_seqlens, backend="auto", fused_mix=False):
+    def _output(self, o, bonus, g, recompute=False):
+        """`_gated_norm` and the output projection; all (..., C). ``recompute`` as in `_projections`."""
+        return self.output(recomputed(recompute, self._gated_norm, o, bonus, g))
+
+    def forward(self, x, v_first, shift_prev, wkv_state, cu_seqlens, backend="auto", fused_mix=False,
+                recompute=False):
         """x (B, T, C) -> (out (B, T, C), v_first, last input (N, C), final WKV state (N, H, K, V)).
         ``fused_mix``: the token shift, mixes and their products as one operator that recomputes the mixes in the
-        backward (`_fused_products`) instead of saving them."""
+        backward (`_fused_products`) instead of saving them. ``recompute``: the elementwise stretches before and
+        after the WKV-7 kernel keep only their inputs for the backward (recompute.py)."""
         B, T, C = x.shape
         if fused_mix:
             products, last = self._fused_products(x, shift_prev, cu_seqlens)
-            r, w, k, v, a, b, g, v_first = self._lora(*products, v_first)
+            r, w, k, v, a, b, g, v_first = recomputed(recompute, self._lora, *products, v_first)
         else:
             shifted, last = token_shift(x, shift_prev, cu_seqlens)
-            r, w, k, v, a, b, g, v_first = self._projections(x, shifted - x, v_first)
+            r, w, k, v, a, b, g, v_first = self._projections(x, shifted - x, v_first, recompute)
         bonus = self._bonus(r, k, v)
         heads = (B, T, self.n_head, self.head_size)
         o, state = wkv7(*(t.view(heads) for t in (r, w, k, v, a, b)), initial_state=wkv_state,
                         output_final_state=True, cu_seqlens=cu_seqlens, backend=backend)
-        return self._output(o.reshape(B, T, C).to(x.dtype), bonus, g), v_first, last, state
+        return self._output(o.reshape(B, T, C).to(x.dtype), bonus, g, recompute), v_first, last, state
 
     def step(self, x, v_first, shift_prev, wkv_state):
         """One token per sequence: x (N, C), shift_prev (N, C), wkv_state (N, H, K, V)."""
@@ -156,19 +163,21 @@ class ChannelMix(nn.Module):
         self.key = nn.Linear(cfg.n_embd, cfg.dim_ffn, bias=False)
         self.value = nn.Linear(cfg.dim_ffn, cfg.n_embd, bias=False)
 
-    def mix(self, x, xx):
-        return self.value(torch.relu(self.key(x + xx * self.x_k)) ** 2)
+    def mix(self, x, xx, recompute=False):
+        """relu(key(x + xx * x_k))^2 through value; x, xx (..., C). ``recompute``: the backward recomputes the
+        square from the key product instead of keeping it (recompute.py)."""
+        return relu_square_linear(self.key(x + xx * self.x_k), self.value.weight, recompute)
 
-    def forward(self, x, shift_prev, cu_seqlens, fused_mix=False):
-        """x (B, T, C) -> (out (B, T, C), last input (N, C)); ``fused_mix`` as in `TimeMix.forward`."""
+    def forward(self, x, shift_prev, cu_seqlens, fused_mix=False, recompute=False):
+        """x (B, T, C) -> (out (B, T, C), last input (N, C)); ``fused_mix``, ``recompute`` as in `TimeMix.forward`."""
         if fused_mix:
             from ..kernels.token_mix_matmul import token_mix_matmul
 
             (k,), last = token_mix_matmul(x, shift_prev, cu_seqlens, self.x_k.view(1, -1), [self.key.weight.t()],
                                           [0])
-            return self.value(torch.relu(k) ** 2), last  # k (B, T, dim_ffn)
+            return relu_square_linear(k, self.value.weight, recompute), last  # k (B, T, dim_ffn)
         shifted, last = token_shift(x, shift_prev, cu_seqlens)
-        return self.mix(x, shifted - x), last
+        return self.mix(x, shifted - x, recompute), last
 
     def step(self, x, shift_prev):
         """x, shift_prev (N, C) -> (out (N, C), x)."""
@@ -188,12 +197,14 @@ class Block(nn.Module):
         self.att = TimeMix(cfg, layer_id)
         self.ffn = ChannelMix(cfg)
 
-    def forward(self, x, v_first, att_shift, wkv, ffn_shift, cu_seqlens, backend="auto", fused_mix=False):
+    def forward(self, x, v_first, att_shift, wkv, ffn_shift, cu_seqlens, backend="auto", fused_mix=False,
+                recompute=False):
         if self.layer_id == 0:
             x = self.ln0(x)
-        dx, v_first, att_last, wkv = self.att(self.ln1(x), v_first, att_shift, wkv, cu_seqlens, backend, fused_mix)
+        dx, v_first, att_last, wkv = self.att(self.ln1(x), v_first, att_shift, wkv, cu_seqlens, backend, fused_mix,
+                                              recompute)
         x = x + dx
-        dx, ffn_last = self.ffn(self.ln2(x), ffn_shift, cu_seqlens, fused_mix)
+        dx, ffn_last = self.ffn(self.ln2(x), ffn_shift, cu_seqlens, fused_mix, recompute)
         return x + dx, v_first, att_last, wkv, ffn_last
 
     def step(self, x, v_first, att_shift, wkv, ffn_shift):

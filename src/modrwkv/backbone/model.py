@@ -21,10 +21,11 @@ from .layers import Block
 from .state import RWKV7State
 
 
-def check_fused_mix(value) -> bool:
-    """The ``fused_mix`` option, or a ValueError naming the config key."""
+def check_switch(name: str, value) -> bool:
+    """A true/false option of the backbone module (``fused_mix``, ``recompute_elementwise``), or a ValueError naming
+    its config key."""
     if not isinstance(value, bool):
-        raise ValueError(f"backbone.module.fused_mix must be true or false, got {value!r}")
+        raise ValueError(f"backbone.module.{name} must be true or false, got {value!r}")
     return value
 
 
@@ -34,16 +35,19 @@ class RWKV7(nn.Module):
     ``wkv_backend`` picks the WKV-7 kernel ("auto": Triton on CUDA, chunked PyTorch on CPU); ``compile``
     torch.compiles the blocks' forward (see `compile_blocks`); ``fused_mix`` runs each block's token shift, mixes
     and the products that read them as one Triton-backed operator that recomputes the mixes in the backward instead
-    of saving them (CUDA; `TimeMix.forward`). `step` (decoding) is the same either way.
+    of saving them (CUDA; `TimeMix.forward`); ``recompute_elementwise`` keeps only the inputs of each block's
+    elementwise stretches (LoRA activations, GroupNorm + gate, relu^2) and recomputes them in the backward
+    (recompute.py). `step` (decoding) is the same either way.
     """
 
     def __init__(self, config: RWKV7Config, wkv_backend: str = "auto", grad_checkpointing: bool = False,
-                 compile: bool = False, fused_mix: bool = False):
+                 compile: bool = False, fused_mix: bool = False, recompute_elementwise: bool = False):
         super().__init__()
         self.config = config
         self.wkv_backend = wkv_backend
         self.grad_checkpointing = grad_checkpointing
         self.fused_mix = fused_mix
+        self.recompute_elementwise = recompute_elementwise
         self.emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_out = nn.LayerNorm(config.n_embd, eps=1e-5)
@@ -66,7 +70,15 @@ class RWKV7(nn.Module):
 
     @fused_mix.setter
     def fused_mix(self, value: bool) -> None:
-        self._fused_mix = check_fused_mix(value)
+        self._fused_mix = check_switch("fused_mix", value)
+
+    @property
+    def recompute_elementwise(self) -> bool:
+        return self._recompute_elementwise
+
+    @recompute_elementwise.setter
+    def recompute_elementwise(self, value: bool) -> None:
+        self._recompute_elementwise = check_switch("recompute_elementwise", value)
 
     # ---- state -------------------------------------------------------------------------------------------------
     def empty_state(self, n: int, device=None, dtype=None) -> RWKV7State:
@@ -110,14 +122,14 @@ class RWKV7(nn.Module):
         x = inputs_embeds
         v_first = None
         new = ([], [], [])
+        options = (self.wkv_backend, self.fused_mix, self.recompute_elementwise)
         for i, blk in enumerate(self.blocks):
             prev = (None, None, None) if state is None else (state.att_shift[i], state.wkv[i], state.ffn_shift[i])
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x, v_first, a_last, wkv, f_last = checkpoint(blk, x, v_first, *prev, cu_seqlens, self.wkv_backend,
-                                                             self.fused_mix, use_reentrant=False)
+                x, v_first, a_last, wkv, f_last = checkpoint(blk, x, v_first, *prev, cu_seqlens, *options,
+                                                             use_reentrant=False)
             else:
-                x, v_first, a_last, wkv, f_last = blk(x, v_first, *prev, cu_seqlens, self.wkv_backend,
-                                                    self.fused_mix)
+                x, v_first, a_last, wkv, f_last = blk(x, v_first, *prev, cu_seqlens, *options)
             for lst, t in zip(new, (a_last, wkv, f_last)):
                 lst.append(t)
         hidden = self.ln_out(x)
