@@ -2,8 +2,10 @@
 # One device call: every GPU test of main, the batch-1 GEMV sweep against cuBLAS, then the public-API generation
 # bench with the 64k row, the batch-16 x 16k row and the transformers peer.
 #   run(command="bash bench/run_device_gemv.sh")
-# Last, if TRAIN_CAP > 0: eager training throughput of the 1.5B model without and with backbone fused_mix.
-# Variables: TEST_CAP, GEMV_CAP, GEN_CAP, TRAIN_CAP (seconds; 0 skips that part), GEMV_ARGS (e.g. --quick), GEN_ARGS.
+# Last, if TRAIN_CAP > 0: training throughput of the 1.5B model (default: eager, backbone fused_mix off and on;
+# TRAIN_ARGS replaces the variant flags, e.g. TRAIN_ARGS="--compile --fused-mix on --recompute off on").
+# Variables: TEST_CAP, GEMV_CAP, GEN_CAP, TRAIN_CAP (seconds; 0 skips that part), GEMV_ARGS (e.g. --quick), GEN_ARGS,
+# TRAIN_ARGS.
 source "$(dirname "$0")/device_prelude.sh"
 # output straight to files: a pipeline killed by timeout loses what it buffered
 if [ "${TEST_CAP:-200}" != 0 ]; then
@@ -26,7 +28,7 @@ if [ "${GEN_CAP:-230}" != 0 ]; then
   grep -v -i warn "$OUT/generate_api.log" | tail -30
 fi
 if [ "${TRAIN_CAP:-0}" != 0 ]; then
-  timeout -k 5 "${TRAIN_CAP}" python3 bench/train_throughput.py --models rwkv --fused-mix off on --sizes 1.5b \
-    --ctx 2048 --tokens 8192 --ckpt none --warmup 2 --iters 4 --out "$OUT/train_fused_mix_eager.json" > "$OUT/train.log" 2>&1
+  timeout -k 5 "${TRAIN_CAP}" python3 bench/train_throughput.py --models rwkv ${TRAIN_ARGS:---fused-mix off on} \
+    --sizes 1.5b --ctx 2048 --tokens 8192 --ckpt none --warmup 2 --iters 4 --out "$OUT/train.json" > "$OUT/train.log" 2>&1
   grep -v -i warn "$OUT/train.log" | tail -8
 fi

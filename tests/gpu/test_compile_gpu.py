@@ -28,9 +28,10 @@ def _run(model, ids, cu, dy):
     return hidden.detach(), {n: p.grad for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize("recompute", [False, True])  # backbone recompute_elementwise, in the compiled model only
 @pytest.mark.parametrize("size,tokens,dtype,tol", [("1.5b", 16384, torch.bfloat16, 3e-2),
                                                    ("0.1b", 4100, torch.float32, 2e-3)])
-def test_compiled_blocks_match_eager(size, tokens, dtype, tol):
+def test_compiled_blocks_match_eager(size, tokens, dtype, tol, recompute):
     seed = int(torch.randint(0, 2**31 - 1, ()))
     torch.manual_seed(seed)
     cfg = RWKV7Config.from_name(size, n_layer=2, vocab_size=1000)  # the real width and LoRA ranks, two layers
@@ -39,6 +40,7 @@ def test_compiled_blocks_match_eager(size, tokens, dtype, tol):
     compiled = RWKV7(cfg).to("cuda", dtype)
     compiled.load_state_dict(eager.state_dict())
     compiled.compile_blocks()
+    compiled.recompute_elementwise = recompute
     # packed sequences of uneven lengths, none a multiple of the kernel's chunk
     cuts = sorted({0, tokens, *torch.randint(1, tokens, (6,)).tolist()})
     cu = torch.tensor(cuts, device="cuda", dtype=torch.int32)
