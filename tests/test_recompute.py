@@ -30,11 +30,13 @@ def _values_and_grads(model, ids, cu_seqlens, state):
     return logits.detach(), {n: p.grad for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("fused_mix", [False, True])
+@pytest.mark.parametrize("fused_mix,block_checkpoints", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("packed", [False, True])
-def test_recompute_gives_the_same_values_and_gradients(fused_mix, packed):
+def test_recompute_gives_the_same_values_and_gradients(fused_mix, block_checkpoints, packed):
+    """Also inside the backbone's whole-block checkpoints (grad_checkpointing: nested checkpoints)."""
     model = _model()
     model.fused_mix = fused_mix
+    model.grad_checkpointing = block_checkpoints
     if packed:  # a length-1 sequence and uneven lengths, each from a carried state
         ids, cu = torch.randint(0, 120, (1, 41)), torch.tensor([0, 1, 19, 41])
     else:
