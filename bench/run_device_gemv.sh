@@ -28,7 +28,8 @@ if [ "${GEN_CAP:-230}" != 0 ]; then
   grep -v -i warn "$OUT/generate_api.log" | tail -30
 fi
 if [ "${TRAIN_CAP:-0}" != 0 ]; then
-  timeout -k 5 "${TRAIN_CAP}" python3 bench/train_throughput.py --models rwkv ${TRAIN_ARGS:---fused-mix off on} \
-    --sizes 1.5b --ctx 2048 --tokens 8192 --ckpt none --warmup 2 --iters 4 --out "$OUT/train.json" > "$OUT/train.log" 2>&1
+  # TRAIN_ARGS last: its flags override these (argparse keeps the last value)
+  timeout -k 5 "${TRAIN_CAP}" python3 bench/train_throughput.py --models rwkv --sizes 1.5b --ctx 2048 --tokens 8192 \
+    --ckpt none --warmup 2 --iters 4 --out "$OUT/train.json" ${TRAIN_ARGS:---fused-mix off on} > "$OUT/train.log" 2>&1
   grep -v -i warn "$OUT/train.log" | tail -8
 fi
