@@ -46,7 +46,7 @@ class _ReluSquareLinear(torch.autograd.Function):
             dweight = dout.reshape(-1, dout.shape[-1]).t().mm(h.reshape(-1, h.shape[-1]))  # (C, F)
             del h
         if ctx.needs_input_grad[0]:
-            dk = (dout @ weight) * (2 * relu)  # d relu(k)^2 / dk = 2 relu(k)
+            dk = (dout @ weight).mul_(relu).mul_(2)  # d relu(k)^2 / dk = 2 relu(k); in place: no (..., F) temporaries
         return dk, dweight
 
 
